@@ -1,0 +1,445 @@
+"""LlamaGen's GPT for class- and text-conditional image-token generation.
+
+A faithful reimplementation: state-dict keys and shapes equal LlamaGen's for every size, so released
+checkpoints load strictly, and the computation matches (2-D RoPE on interleaved pairs with zeroed condition
+rows, RMSNorm in fp32, SwiGLU, fp32 logits). The code is ours and organised for RL: one teacher-forced
+forward for log-probabilities, and a KV cache that lives only inside a ``kv_cache`` context for sampling.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoregressive.checkpoint import load_state_dict_strict, read_state_dict
+
+
+@dataclass
+class ModelArgs:
+    """LlamaGen's ``ModelArgs`` (same names). Dropouts default to 0: RL needs a deterministic policy."""
+
+    dim: int = 4096
+    n_layer: int = 32
+    n_head: int = 32
+    n_kv_head: int | None = None
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    rope_base: float = 10000
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    token_dropout_p: float = 0.0
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    ffn_dropout_p: float = 0.0
+    drop_path_rate: float = 0.0
+    num_classes: int = 1000
+    caption_dim: int = 2048
+    class_dropout_prob: float = 0.1
+    model_type: str = "c2i"
+    vocab_size: int = 16384
+    cls_token_num: int = 1
+    block_size: int = 256
+    max_batch_size: int = 32
+    max_seq_len: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.model_type not in ("c2i", "t2i"):
+            raise ValueError(f"model_type must be 'c2i' or 't2i', got {self.model_type!r}")
+        if self.dim % self.n_head:
+            raise ValueError(f"dim {self.dim} is not divisible by n_head {self.n_head}")
+        if math.isqrt(self.block_size) ** 2 != self.block_size:
+            raise ValueError(f"block_size {self.block_size} is not a square grid of image tokens")
+        if self.drop_path_rate:
+            raise ValueError("drop_path_rate > 0 is not supported (stochastic depth is a pretraining tool)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_head
+
+    @property
+    def grid_size(self) -> int:
+        return math.isqrt(self.block_size)
+
+    @property
+    def ffn_hidden_dim(self) -> int:
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return -(-hidden // self.multiple_of) * self.multiple_of
+
+
+class RMSNorm(nn.Module):
+    """Normalise in fp32, cast back, then apply the gain (LlamaGen's order)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class FeedForward(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        hidden = args.ffn_hidden_dim
+        self.w1 = nn.Linear(args.dim, hidden, bias=False)
+        self.w3 = nn.Linear(args.dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, args.dim, bias=False)
+        self.dropout = nn.Dropout(args.ffn_dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class KVCache:
+    """Preallocated keys/values of one layer; a plain object so it never enters the state dict."""
+
+    def __init__(self, batch: int, n_kv_head: int, max_len: int, head_dim: int, dtype, device):
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor):
+        """Write positions start.. and return the filled prefix (everything a causal query may see)."""
+        end = start + k.shape[2]
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+def apply_rotary_emb(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs (x[2k], x[2k+1]) in fp32. x: (B, L, H, hd); freqs: (L, hd/2, 2) cos/sin."""
+    xs = x.float().reshape(*x.shape[:-1], -1, 2)
+    f = freqs.view(1, xs.shape[1], 1, xs.shape[3], 2)
+    cos, sin = f[..., 0], f[..., 1]
+    x0, x1 = xs[..., 0], xs[..., 1]
+    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
+    return out.flatten(3).type_as(x)
+
+
+def precompute_freqs_cis_2d(grid_size: int, head_dim: int, base: float, cls_token_num: int) -> torch.Tensor:
+    """(T + grid², hd/2, 2) table: rows then columns on the pair halves; condition rows are all zero."""
+    half = head_dim // 2
+    freqs = 1.0 / (base ** (torch.arange(0, half, 2)[: half // 2].float() / half))
+    angles = torch.outer(torch.arange(grid_size, dtype=torch.float32), freqs)  # (grid, half/2)
+    rows = angles[:, None, :].expand(grid_size, grid_size, -1)
+    cols = angles[None, :, :].expand(grid_size, grid_size, -1)
+    grid = torch.cat([rows, cols], dim=-1).reshape(grid_size * grid_size, half)
+    table = torch.stack([grid.cos(), grid.sin()], dim=-1)
+    return torch.cat([torch.zeros(cls_token_num, half, 2), table])
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = args.n_head, args.n_kv_head, args.head_dim
+        total = (args.n_head + 2 * args.n_kv_head) * args.head_dim
+        self.wqkv = nn.Linear(args.dim, total, bias=False)
+        self.wo = nn.Linear(args.dim, args.dim, bias=False)
+        self.attn_dropout_p = args.attn_dropout_p
+        self.resid_dropout = nn.Dropout(args.resid_dropout_p)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x, freqs, start, mask, is_causal):
+        bsz, seqlen, _ = x.shape
+        q_size, kv_size = self.n_head * self.head_dim, self.n_kv_head * self.head_dim
+        q, k, v = self.wqkv(x).split([q_size, kv_size, kv_size], dim=-1)
+        q = apply_rotary_emb(q.view(bsz, seqlen, self.n_head, self.head_dim), freqs)
+        k = apply_rotary_emb(k.view(bsz, seqlen, self.n_kv_head, self.head_dim), freqs)
+        v = v.view(bsz, seqlen, self.n_kv_head, self.head_dim)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(start, k, v)
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        y = F.scaled_dot_product_attention(
+            q,
+            k.to(q.dtype),
+            v.to(q.dtype),
+            attn_mask=mask,
+            is_causal=is_causal,
+            dropout_p=self.attn_dropout_p if self.training else 0.0,
+        )
+        y = y.transpose(1, 2).reshape(bsz, seqlen, -1)
+        return self.resid_dropout(self.wo(y))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs):
+        super().__init__()
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x, freqs, start, mask, is_causal):
+        h = x + self.attention(self.attention_norm(x), freqs, start, mask, is_causal)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class ClassEmbedder(nn.Module):
+    """Class table with one extra row, the null class used for classifier-free guidance."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embedding_table = nn.Embedding(num_classes + 1, dim)
+
+    def forward(self, labels: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        labels = labels.reshape(-1).long()
+        if drop is not None:
+            labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+        return self.embedding_table(labels).unsqueeze(1)
+
+
+class MLP(nn.Module):
+    def __init__(self, in_features: int, hidden: int, out_features: int):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class CaptionEmbedder(nn.Module):
+    """Projects text-encoder features; the learned null caption lives in caption space (before the MLP)."""
+
+    def __init__(self, caption_dim: int, dim: int, token_num: int):
+        super().__init__()
+        self.cap_proj = MLP(caption_dim, dim, dim)
+        self.register_buffer("uncond_embedding", torch.randn(token_num, caption_dim) / caption_dim**0.5)
+
+    def forward(self, captions: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        if drop is not None:
+            null = self.uncond_embedding.to(captions.dtype).expand_as(captions)
+            captions = torch.where(drop[:, None, None], null, captions)
+        return self.cap_proj(captions)
+
+
+class GPT(nn.Module):
+    """Condition positions (1 class token, or 120 caption tokens) followed by raster-order image tokens."""
+
+    def __init__(self, config: ModelArgs):
+        super().__init__()
+        self.config = config
+        if config.model_type == "c2i":
+            self.cls_embedding: nn.Module = ClassEmbedder(config.num_classes, config.dim)
+        else:
+            self.cls_embedding = CaptionEmbedder(config.caption_dim, config.dim, config.cls_token_num)
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.dim)
+        self.tok_dropout = nn.Dropout(config.token_dropout_p)
+        self.layers = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.output = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self._freqs_cis = precompute_freqs_cis_2d(
+            config.grid_size, config.head_dim, config.rope_base, config.cls_token_num
+        )
+        self._cond_key_mask: torch.Tensor | None = None
+        self.initialize_weights()
+
+    # ----------------------------------------------------------------------------------------- setup
+    def initialize_weights(self) -> None:
+        """LlamaGen's init: normal(0, initializer_range) everywhere, zero output head."""
+        std = self.config.initializer_range
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=std)
+        nn.init.zeros_(self.output.weight)
+
+    @property
+    def cls_token_num(self) -> int:
+        return self.config.cls_token_num
+
+    @property
+    def block_size(self) -> int:
+        return self.config.block_size
+
+    def freqs_for(self, start: int, length: int, device: torch.device) -> torch.Tensor:
+        """Rotary rows for positions start..start+length-1 (kept in fp32 whatever the model dtype)."""
+        if self._freqs_cis.device != device:
+            self._freqs_cis = self._freqs_cis.to(device)
+        return self._freqs_cis[start : start + length]
+
+    # ----------------------------------------------------------------------------------- conditions
+    def embed_condition(self, cond: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        """Class ids (B,) or caption features (B, T, C) -> (B, T, dim); ``drop`` swaps in the null condition."""
+        emb = self.cls_embedding(cond, drop)
+        return emb[:, : self.cls_token_num]
+
+    def null_condition_like(self, cond: torch.Tensor) -> torch.Tensor:
+        """The unconditional input for classifier-free guidance, one row per row of ``cond``."""
+        if self.config.model_type == "c2i":
+            return torch.full_like(cond.reshape(-1), self.config.num_classes)
+        return self.cls_embedding.uncond_embedding.to(cond.dtype).expand_as(cond)
+
+    # ------------------------------------------------------------------------------------- forward
+    def _attention_mask(
+        self, input_pos: torch.Tensor, num_keys: int, cond_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, bool]:
+        """Causal mask for queries at ``input_pos`` over keys 0..num_keys-1; padded caption keys hidden.
+
+        Returns (mask, is_causal). Padded caption positions attend only to themselves, as LlamaGen does.
+        """
+        seqlen = input_pos.shape[0]
+        if cond_mask is None:
+            if seqlen == 1:
+                return None, False
+            if num_keys == seqlen:
+                return None, True
+        keys = torch.arange(num_keys, device=input_pos.device)
+        mask = keys[None, :] <= input_pos[:, None]  # (L, S)
+        if cond_mask is None:
+            return mask, False
+        key_ok = torch.ones(cond_mask.shape[0], num_keys, dtype=torch.bool, device=input_pos.device)
+        t = min(self.cls_token_num, num_keys)
+        key_ok[:, :t] = cond_mask[:, :t].bool()
+        full = mask[None] & key_ok[:, None, :]
+        full = full | (keys[None, None, :] == input_pos[None, :, None])  # the diagonal always attends
+        return full.unsqueeze(1), False
+
+    def _transform(self, x: torch.Tensor, start: int, cond_mask: torch.Tensor | None) -> torch.Tensor:
+        """Run positions start..start+L-1 (attending to the cache, if one is set up) and return fp32 logits."""
+        input_pos = torch.arange(start, start + x.shape[1], device=x.device)
+        mask, is_causal = self._attention_mask(input_pos, start + x.shape[1], cond_mask)
+        freqs = self.freqs_for(start, x.shape[1], x.device)
+        for layer in self.layers:
+            x = layer(x, freqs, start, mask, is_causal)
+        return self.output(self.norm(x)).float()
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        cond: torch.Tensor,
+        cond_mask: torch.Tensor | None = None,
+        cond_drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits (B, N, vocab): entry n predicts ``tokens[:, n]`` from the condition and
+        ``tokens[:, :n]``. One pass over the whole sequence (training and log-probabilities)."""
+        if self.layers[0].attention.kv_cache is not None:
+            raise RuntimeError("forward() runs without a KV cache; leave the kv_cache() context first")
+        if tokens.shape[1] > self.block_size:
+            raise ValueError(f"{tokens.shape[1]} image tokens exceed block_size {self.block_size}")
+        cond_emb = self.embed_condition(cond, cond_drop)
+        tok_emb = self.tok_embeddings(tokens[:, :-1])
+        x = self.tok_dropout(torch.cat([cond_emb, tok_emb.to(cond_emb.dtype)], dim=1))
+        logits = self._transform(x, 0, cond_mask)
+        return logits[:, self.cls_token_num - 1 :]
+
+    # ------------------------------------------------------------------------------ cached decoding
+    @contextmanager
+    def kv_cache(
+        self,
+        batch_size: int,
+        max_new_tokens: int,
+        dtype: torch.dtype | None = None,
+        cond_mask: torch.Tensor | None = None,
+    ) -> Iterator[None]:
+        """Allocate per-layer caches for one generation; they are freed on exit, even on error."""
+        if max_new_tokens > self.block_size:
+            raise ValueError(f"max_new_tokens {max_new_tokens} exceeds block_size {self.block_size}")
+        ref = self.output.weight
+        dtype = dtype or ref.dtype
+        max_len = self.cls_token_num + max_new_tokens
+        cfg = self.config
+        for layer in self.layers:
+            layer.attention.kv_cache = KVCache(
+                batch_size, cfg.n_kv_head, max_len, cfg.head_dim, dtype, ref.device
+            )
+        self._cond_key_mask = cond_mask
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                layer.attention.kv_cache = None
+            self._cond_key_mask = None
+
+    def prefill(self, cond: torch.Tensor) -> torch.Tensor:
+        """Run the condition positions into the cache; return the logits for image token 0, (B, vocab)."""
+        return self._transform(self.embed_condition(cond), 0, self._cond_key_mask)[:, -1]
+
+    def decode_step(self, token: torch.Tensor, index: int) -> torch.Tensor:
+        """Feed image token ``index`` (B,) and return the logits for token ``index + 1``, (B, vocab)."""
+        x = self.tok_embeddings(token.reshape(-1, 1))
+        return self._transform(x, self.cls_token_num + index, self._cond_key_mask)[:, -1]
+
+
+# --------------------------------------------------------------------------------------- registry
+def _sized(n_layer: int, n_head: int, dim: int):
+    def build(**kwargs) -> GPT:
+        return GPT(ModelArgs(n_layer=n_layer, n_head=n_head, dim=dim, **kwargs))
+
+    build.size = dict(n_layer=n_layer, n_head=n_head, dim=dim)
+    return build
+
+
+GPT_B = _sized(12, 12, 768)
+GPT_L = _sized(24, 16, 1024)
+GPT_XL = _sized(36, 20, 1280)
+GPT_XXL = _sized(48, 24, 1536)
+GPT_3B = _sized(24, 32, 3200)
+GPT_Tiny = _sized(2, 4, 64)
+GPT_Small = _sized(4, 4, 128)
+
+GPT_models = {
+    "GPT-B": GPT_B,
+    "GPT-L": GPT_L,
+    "GPT-XL": GPT_XL,
+    "GPT-XXL": GPT_XXL,
+    "GPT-3B": GPT_3B,
+    "GPT-Tiny": GPT_Tiny,
+    "GPT-Small": GPT_Small,
+}
+"""LlamaGen's names; ``GPT-Tiny``/``GPT-Small`` are ours, for tests and the offline demo."""
+
+_ARG_NAMES = {f.name for f in fields(ModelArgs)}
+
+
+def build_gpt(name: str, **kwargs) -> GPT:
+    """Build a registered size; kwargs are LlamaGen's ``ModelArgs`` names (unknown ones are an error)."""
+    if name not in GPT_models:
+        raise ValueError(f"unknown GPT model {name!r}; choose one of {sorted(GPT_models)}")
+    unknown = set(kwargs) - _ARG_NAMES
+    if unknown:
+        raise TypeError(f"unknown GPT config keys {sorted(unknown)}")
+    return GPT_models[name](**kwargs)
+
+
+def describe_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
+    """Name the size and type a GPT checkpoint was trained with, to turn a key mismatch into advice."""
+    emb = state_dict.get("tok_embeddings.weight")
+    if emb is None:
+        return "it has no 'tok_embeddings.weight', so it is not a LlamaGen GPT checkpoint"
+    dim = emb.shape[1]
+    n_layer = len(
+        {k.split(".")[1] for k in state_dict if k.startswith("layers.") and k.endswith("wqkv.weight")}
+    )
+    kind = "t2i" if any(k.startswith("cls_embedding.cap_proj") for k in state_dict) else "c2i"
+    names = [n for n, b in GPT_models.items() if b.size["dim"] == dim and b.size["n_layer"] == n_layer]
+    size = f"--gpt_model {names[0]}" if names else f"a custom size (dim {dim}, {n_layer} layers)"
+    return f"the checkpoint looks like {size} --gpt_type {kind} (dim {dim}, {n_layer} layers, vocab {emb.shape[0]})"
+
+
+def load_gpt_weights(model: GPT, path: str | Path, use_ema: bool = False) -> GPT:
+    """Strictly load a LlamaGen/AR-GRPO checkpoint (any layout) into ``model``; mismatches name the keys."""
+    state_dict = read_state_dict(path, use_ema=use_ema)
+    cfg = model.config
+    hint = (
+        f"You built dim {cfg.dim}, {cfg.n_layer} layers, {cfg.model_type}; {describe_state_dict(state_dict)}."
+    )
+    load_state_dict_strict(model, state_dict, source=str(path), hint=hint)
+    return model

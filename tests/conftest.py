@@ -1,0 +1,19 @@
+"""Test-wide settings: never touch a model hub, keep CPU threads modest, and make torch deterministic."""
+
+import os
+
+for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# One thread by default: the tiny test models are overhead-bound, and two OpenMP threads competing with any
+# other busy process slow down by 10x or more. CI, alone on the machine, may raise it.
+torch.set_num_threads(int(os.environ.get("AR_GRPO_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch():
+    torch.manual_seed(0)
