@@ -1,0 +1,1 @@
+"""Building blocks of the GRPO trainer: advantages, loss, prompts, checkpoints, logging, configuration."""

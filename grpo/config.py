@@ -1,0 +1,153 @@
+"""GRPO hyper-parameters as one dataclass; command-line flags are generated from it (upstream names)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class GRPOConfig:
+    # run
+    output_dir: str = _opt(
+        "outputs/grpo", "where checkpoints, metrics.jsonl, TensorBoard logs and sample grids go"
+    )
+    seed: int = _opt(
+        42, "seeds prompts and every sample (a sample's seed depends only on seed, step and prompt)"
+    )
+    max_steps: int = _opt(400, "optimizer steps to train for")
+    exit_step: int = _opt(-1, "stop (after saving a checkpoint) once this step is reached; -1: never")
+    # rollout
+    num_generations: int = _opt(8, "G: images sampled per prompt (one group)")
+    per_device_train_batch_size: int = _opt(8, "images per process in one micro-batch (a multiple of G)")
+    gradient_accumulation_steps: int = _opt(1, "micro-batches per optimizer step")
+    steps_per_generation: int | None = _opt(
+        None, "micro-batches covered by one rollout (default: grad. accumulation)"
+    )
+    num_iterations: int = _opt(1, "passes over each rollout (>1 reuses samples; clipping then acts)")
+    gen_cfg_cfg_scale: float = _opt(2.0, "classifier-free guidance scale while sampling (1 disables CFG)")
+    cfg_interval: int = _opt(
+        -1, "switch guidance off after this decode step (LlamaGen's cfg_interval; -1: never)"
+    )
+    temperature: float = _opt(1.0, "sampling temperature (also applied to the policy's log-probabilities)")
+    top_k: int = _opt(0, "sample from the k most likely tokens (0: all)")
+    top_p: float = _opt(1.0, "nucleus sampling threshold (1: off)")
+    logp_guidance: str = _opt(
+        "cfg",
+        "policy distribution: 'cfg' = the guided one that sampled (on-policy), "
+        "'cond' = conditional branch only (upstream AR-GRPO)",
+        ("cfg", "cond"),
+    )
+    decode_batch_size: int = _opt(32, "images decoded by the VQ at once")
+    # objective
+    beta: float = _opt(0.04, "KL coefficient against the frozen reference model (0: no reference model)")
+    epsilon: float = _opt(0.2, "lower clipping range ε_low")
+    epsilon_high: float | None = _opt(None, "upper clipping range ε_high (default: epsilon)")
+    loss_type: str = _opt(
+        "grpo",
+        "grpo: per-sequence token mean then batch mean; bnpo: global token mean; "
+        "dr_grpo: token sum / (batch * tokens)",
+        ("grpo", "bnpo", "dr_grpo"),
+    )
+    importance_sampling_level: str = _opt(
+        "token",
+        "token ratios (GRPO) or one length-normalised ratio per sequence (GSPO)",
+        ("token", "sequence"),
+    )
+    scale_rewards: str = _opt(
+        "group",
+        "divide advantages by the group std, the batch std, or not at all (Dr. GRPO)",
+        ("group", "batch", "none"),
+    )
+    advantage_epsilon: float = _opt(1e-4, "added to the std before dividing")
+    drop_tied_groups: bool = _opt(False, "leave groups whose rewards all tie out of the loss normaliser")
+    entropy_coef: float = _opt(0.0, "entropy bonus coefficient")
+    on_bad_reward: str = _opt(
+        "error",
+        "a reward that raises or returns NaN/inf: stop with an error naming it, "
+        "or skip that group and count it",
+        ("error", "skip_group"),
+    )
+    # optimisation
+    learning_rate: float = _opt(1e-5, "AdamW learning rate")
+    weight_decay: float = _opt(0.0, "AdamW weight decay")
+    adam_beta1: float = _opt(0.9, "AdamW beta1")
+    adam_beta2: float = _opt(0.999, "AdamW beta2")
+    adam_epsilon: float = _opt(1e-8, "AdamW epsilon")
+    max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
+    lr_scheduler_type: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "linear"))
+    warmup_steps: int = _opt(0, "linear warm-up steps")
+    bf16: bool = _opt(False, "bf16 autocast for sampling and the update (weights and optimizer stay fp32)")
+    # checkpoints and logs
+    save_steps: int = _opt(100, "save a checkpoint every this many steps (at the end of a rollout)")
+    save_total_limit: int = _opt(
+        2, "keep this many checkpoints (older ones are deleted after a save succeeds)"
+    )
+    resume_from_checkpoint: str | None = _opt(None, "a checkpoint folder, or 'latest' in output_dir")
+    logging_steps: int = _opt(1, "log metrics every this many steps")
+    image_log_steps: int = _opt(25, "save/log an image grid of one group every this many steps (0: never)")
+    report_to: str = _opt("tensorboard", "metric sink besides metrics.jsonl", ("tensorboard", "none"))
+
+    def __post_init__(self) -> None:
+        if self.steps_per_generation is None:
+            self.steps_per_generation = self.gradient_accumulation_steps
+        rollout = self.per_device_train_batch_size * self.steps_per_generation
+        if rollout % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x steps_per_generation = {rollout} images per process per rollout "
+                f"must be a multiple of num_generations = {self.num_generations} (groups stay on one process)"
+            )
+        if (self.steps_per_generation * self.num_iterations) % self.gradient_accumulation_steps:
+            raise ValueError(
+                "steps_per_generation x num_iterations must be a multiple of gradient_accumulation_steps"
+            )
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: advantages compare samples within a group")
+
+    @property
+    def prompts_per_rollout(self) -> int:
+        """Prompts each process samples per rollout."""
+        return self.per_device_train_batch_size * self.steps_per_generation // self.num_generations
+
+    @property
+    def optimizer_steps_per_rollout(self) -> int:
+        return self.steps_per_generation * self.num_iterations // self.gradient_accumulation_steps
+
+    @property
+    def reuses_rollouts(self) -> bool:
+        """True when samples are optimised more than once, so old log-probs must be stored."""
+        return self.optimizer_steps_per_rollout > 1 or self.num_iterations > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _str2bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "y"):
+        return True
+    if text.lower() in ("0", "false", "no", "n"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def add_grpo_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("GRPO")
+    for f in fields(GRPOConfig):
+        kind = {"int": int, "float": float, "bool": _str2bool}.get(str(f.type).split(" |")[0], str)
+        default = None if f.default is MISSING else f.default
+        group.add_argument(
+            f"--{f.name}",
+            type=kind,
+            default=default,
+            choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (default: {default})",
+        )
+
+
+def grpo_config_from_args(args: argparse.Namespace) -> GRPOConfig:
+    return GRPOConfig(**{f.name: getattr(args, f.name) for f in fields(GRPOConfig)})

@@ -1,0 +1,35 @@
+"""One GRPO step from a torchrun-launched process (gloo on CPU); rank 0 saves the resulting parameters."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from accelerate import Accelerator  # noqa: E402
+
+from tests.grpo_fixtures import flat_params, make_trainer  # noqa: E402
+
+
+def main(output_dir: str, per_device: int, steps: int) -> None:
+    torch.set_num_threads(1)
+    accelerator = Accelerator(cpu=True)
+    trainer = make_trainer(
+        output_dir,
+        accelerator=accelerator,
+        max_steps=steps,
+        per_device_train_batch_size=per_device,
+        beta=0.05,
+        learning_rate=1e-2,
+        adam_epsilon=1e-4,
+    )
+    start = flat_params(trainer)
+    trainer.train()
+    if accelerator.is_main_process:
+        torch.save(start, Path(output_dir) / "params_start.pt")
+        torch.save(flat_params(trainer), Path(output_dir) / "params.pt")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

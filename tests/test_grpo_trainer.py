@@ -1,0 +1,157 @@
+"""The trainer end to end on a tiny real GPT + VQ: learning signal, bookkeeping, resume, bad rewards."""
+
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
+from autoregressive.models.gpt import load_gpt_weights
+from grpo.checkpointing import list_checkpoints
+from grpo.loss import grpo_loss
+from tests.grpo_fixtures import brightness_reward, flat_params, make_trainer
+from tests.helpers import tiny_gpt
+
+
+def _metrics(path):
+    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def _evaluate(trainer, n=128):
+    """Mean reward and its standard error on a fixed set of labels and seeds."""
+    labels = torch.arange(n) % 10
+    gens = [torch.Generator().manual_seed(10_000 + i) for i in range(n)]
+    tokens = generate(trainer.policy.eval(), labels, cfg=trainer.sampling, generator=gens).tokens
+    trainer.policy.train()
+    rewards = brightness_reward(trainer.decode_images(tokens), [], [])[0]
+    return rewards.mean().item(), rewards.std().item() / math.sqrt(n)
+
+
+def test_grpo_raises_a_simple_reward(tmp_path):
+    trainer = make_trainer(
+        tmp_path,
+        max_steps=20,
+        num_generations=8,
+        per_device_train_batch_size=32,
+        beta=0.0,
+        learning_rate=1e-2,
+    )
+    before, se_before = _evaluate(trainer)
+    trainer.train()
+    after, se_after = _evaluate(trainer)
+    # Not luck: the gain must exceed 4 combined standard errors of the two 128-sample estimates.
+    assert after - before > 4 * math.hypot(se_before, se_after), (before, after, se_before, se_after)
+    rows = _metrics(tmp_path)
+    assert len(rows) == 20 and rows[-1]["reward/total_mean"] > rows[0]["reward/total_mean"]
+
+
+def test_beta_zero_builds_no_reference_and_first_pass_ratio_is_one(tmp_path):
+    trainer = make_trainer(tmp_path / "a", beta=0.0, max_steps=1)
+    assert trainer.ref_model is None
+    trainer.train()
+    row = _metrics(tmp_path / "a")[0]
+    assert row["ratio/mean"] == 1.0 and row["clip/low"] == 0 and row["clip/high"] == 0 and row["kl"] == 0
+    with_ref = make_trainer(tmp_path / "b", beta=0.1, max_steps=1)
+    assert with_ref.ref_model is not None
+    assert not any(p.requires_grad for p in with_ref.ref_model.parameters())
+
+
+def test_reused_rollouts_store_old_logprobs_and_clip(tmp_path):
+    trainer = make_trainer(
+        tmp_path, num_iterations=3, max_steps=3, learning_rate=5e-2, epsilon=0.05, beta=0.0
+    )
+    trainer.train()
+    rows = _metrics(tmp_path)
+    assert rows[0]["ratio/mean"] == pytest.approx(1.0, abs=1e-6)  # first pass: policy == old policy
+    assert rows[1]["ratio/mean"] != pytest.approx(1.0, abs=1e-4)  # later passes see a moved policy
+    assert max(r["clip/low"] + r["clip/high"] for r in rows[1:]) > 0
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_update_moves_logprob_in_the_direction_of_the_advantage(sign):
+    model = tiny_gpt("c2i", sharp=False).train()
+    cfg = SamplingConfig(cfg_scale=2.0)
+    labels = torch.tensor([1, 2])
+    tokens = generate(model, labels, cfg=cfg, generator=torch.Generator().manual_seed(0)).tokens
+    before = sequence_logprobs(model, labels, tokens, cfg).sum(-1).detach()
+    logp = sequence_logprobs(model, labels, tokens, cfg)
+    loss = grpo_loss(logp, logp.detach(), torch.tensor([sign, 0.0])).loss
+    loss.backward()
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= 1e-2 * p.grad
+    after = sequence_logprobs(model, labels, tokens, cfg).sum(-1).detach()
+    assert sign * (after[0] - before[0]) > 1e-3
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = make_trainer(tmp_path / "straight", max_steps=4)
+    straight.train()
+    first = make_trainer(tmp_path / "split", max_steps=4, exit_step=2)
+    first.train()
+    assert first.step == 2 and [p.name for p in list_checkpoints(tmp_path / "split")] == ["checkpoint-2"]
+    second = make_trainer(tmp_path / "split", max_steps=4, resume_from_checkpoint="latest")
+    second.train()
+    assert second.step == 4
+    assert torch.equal(flat_params(second), flat_params(straight))
+
+
+def test_checkpoints_rotate_and_final_model_is_llamagen_layout(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=3, save_steps=1, save_total_limit=2)
+    trainer.train()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
+    saved = torch.load(tmp_path / "gpt_final.pt", weights_only=True)
+    assert set(saved) >= {"model"}
+    fresh = tiny_gpt("c2i", seed=99, block_size=16, vocab_size=48, sharp=False)
+    load_gpt_weights(fresh, tmp_path / "gpt_final.pt")
+    assert torch.equal(flat_params(trainer), torch.cat([p.flatten() for p in fresh.parameters()]))
+
+
+def test_nan_reward_stops_with_the_function_and_prompt_named(tmp_path):
+    from reward_utils.base import RewardError, check_scores
+
+    def nan_reward(images, prompts, metadata):
+        scores = brightness_reward(images, prompts, metadata)[0].clone()
+        scores[5] = float("nan")
+        return check_scores("broken_reward", scores, prompts), {}
+
+    trainer = make_trainer(tmp_path, reward=nan_reward)
+    with pytest.raises(RuntimeError, match="broken_reward") as info:
+        trainer.train()
+    assert isinstance(info.value.__cause__, RewardError)
+    assert "prompt #5" in str(info.value)
+
+
+def test_skip_mode_drops_and_counts_failing_groups(tmp_path):
+    unscorable = []
+
+    def flaky_reward(images, prompts, metadata):
+        unscorable.append(unscorable[0] if unscorable else prompts[0])  # the first class ever seen
+        if unscorable[0] in prompts:
+            raise ValueError(f"cannot score class {unscorable[0]} (batch {prompts})")
+        return brightness_reward(images, prompts, metadata)
+
+    trainer = make_trainer(tmp_path, reward=flaky_reward, on_bad_reward="skip_group", max_steps=3)
+    trainer.train()
+    rows = _metrics(tmp_path)
+    assert sum(r["groups/skipped"] for r in rows) >= 1
+    assert all(math.isfinite(r["loss"]) for r in rows)
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    calls = {"n": 0}
+
+    def reward_then_sigterm(images, prompts, metadata):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return brightness_reward(images, prompts, metadata)
+
+    trainer = make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=10)
+    trainer.train()
+    assert trainer.step == 2
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm  # handler restored
