@@ -1,0 +1,83 @@
+"""``aesthetic``: the LAION aesthetic predictor: an MLP on normalised CLIP ViT-L/14 image embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reward_utils.base import Prompt, RewardFunction
+from reward_utils.hf_clip import HFClipScorer
+
+AESTHETIC_MLP_URL = "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth"
+"""Where the published head lives; used only when no local ``--aesthetic_mlp`` file is given."""
+
+
+class AestheticMLP(nn.Module):
+    """The predictor head; layer indices match the published ``sac+logos+ava1-l14-linearMSE.pth`` keys."""
+
+    def __init__(self, embed_dim: int = 768):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(embed_dim, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
+        )
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.layers(embeddings)
+
+
+def load_aesthetic_mlp(path_or_url: str | None, device: torch.device | str) -> AestheticMLP:
+    """Load the head from a local file, or download the published one when ``path_or_url`` is a URL / None."""
+    source = path_or_url or AESTHETIC_MLP_URL
+    if source.startswith(("http://", "https://")):
+        state = torch.hub.load_state_dict_from_url(source, map_location="cpu")
+    else:
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"aesthetic MLP weights not found: {source}")
+        state = torch.load(source, map_location="cpu", weights_only=True)
+    first = state.get("layers.0.weight")
+    if first is None:
+        raise ValueError(f"{source} is not an aesthetic-predictor state dict (no 'layers.0.weight')")
+    mlp = AestheticMLP(embed_dim=first.shape[1])
+    mlp.load_state_dict(state)
+    return mlp.to(device).eval().requires_grad_(False)
+
+
+class AestheticReward(RewardFunction):
+    """Predicted aesthetic score (about 1-10) of each image; prompts are ignored."""
+
+    name = "aesthetic"
+
+    def __init__(self, scorer: HFClipScorer, mlp: AestheticMLP):
+        self.scorer = scorer
+        self.mlp = mlp.to(scorer.device).eval().requires_grad_(False)
+        expected = self.mlp.layers[0].in_features
+        actual = scorer.model.config.projection_dim
+        if expected != actual:
+            raise ValueError(
+                f"aesthetic MLP expects {expected}-d CLIP embeddings but the CLIP model gives {actual}"
+            )
+
+    @property
+    def device(self) -> torch.device:
+        return self.scorer.device
+
+    def score(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[Prompt],
+        metadata: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
+        embeddings = self.scorer.image_embeddings(images)
+        mlp_dtype = self.mlp.layers[0].weight.dtype
+        return self.mlp(embeddings.to(mlp_dtype)).squeeze(-1).float()

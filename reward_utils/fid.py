@@ -1,0 +1,115 @@
+"""``fid``: a group-level FID reward (as upstream).
+
+The batch is split into ``groups`` equal chunks; each chunk's Inception statistics are compared with
+reference statistics, and every image in a chunk gets the chunk's step-mapped FID (see
+``scaling.FID_EDGES``). Features and the Frechet distance come from torch-fidelity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reward_utils.base import Prompt, RewardError, RewardFunction
+from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
+from reward_utils.tensor_transforms import to_uint8
+
+NEGATIVE_FID_TOLERANCE = 1e-3
+
+
+def load_reference_stats(path: str) -> dict[str, np.ndarray]:
+    """Reference ``mu`` / ``sigma`` from an ``.npz`` (e.g. ADM's ``VIRTUAL_imagenet256_labeled.npz``)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"FID reference statistics not found: {path}")
+    with np.load(path) as data:
+        missing = {"mu", "sigma"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)} (has {data.files})")
+        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not describe one Gaussian")
+    return {"mu": mu, "sigma": sigma}
+
+
+def load_inception(device: torch.device | str, weights_path: str | None = None) -> torch.nn.Module:
+    """torch-fidelity's TF-compatible InceptionV3 (2048-d pool features); downloads weights when no path."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    if weights_path is not None and not Path(weights_path).is_file():
+        raise FileNotFoundError(f"Inception weights not found: {weights_path}")
+    extractor = FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path
+    )
+    return extractor.to(device).eval()
+
+
+def group_fid(features: torch.Tensor, reference: dict[str, np.ndarray]) -> float:
+    """FID between the Gaussian fitted to ``features`` ``(N, D)`` and the reference statistics.
+
+    Same value as torch-fidelity's ``fid_statistics_to_metric``, but with N << D the trace term
+    ``tr sqrt(S1 S2)`` is computed from the N x N matrix ``Xc S2 Xc^T / (N - 1)`` (S1 = Xc^T Xc / (N - 1) has
+    rank < N, and AB and BA share their non-zero eigenvalues): milliseconds instead of a D x D
+    eigendecomposition on every training step.
+    """
+    x = features.double().cpu().numpy()
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError("group FID needs at least 2 images")
+    mu1, mu2, sigma2 = x.mean(0), reference["mu"], reference["sigma"]
+    centred = x - mu1
+    small = centred @ sigma2 @ centred.T / (n - 1)
+    eigenvalues = np.linalg.eigvalsh((small + small.T) / 2)
+    tr_covmean = np.sqrt(np.clip(eigenvalues, 0.0, None)).sum()
+    trace_sigma1 = (centred**2).sum() / (n - 1)
+    diff = mu1 - mu2
+    return float(diff @ diff + trace_sigma1 + np.trace(sigma2) - 2.0 * tr_covmean)
+
+
+class GroupFIDReward(RewardFunction):
+    """Each of ``groups`` equal chunks of the batch gets the step-mapped FID of that chunk."""
+
+    name = "fid"
+
+    def __init__(self, extractor: torch.nn.Module, reference: dict[str, np.ndarray], groups: int = 2):
+        if groups < 1:
+            raise ValueError("groups must be >= 1")
+        self.extractor, self.reference, self.groups = (
+            extractor.eval().requires_grad_(False),
+            reference,
+            groups,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.extractor.parameters()).device
+
+    def score(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[Prompt],
+        metadata: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
+        batch = images.shape[0]
+        if batch % self.groups or batch // self.groups < 2:
+            raise RewardError(
+                f"reward {self.name!r}: a batch of {batch} cannot be split into {self.groups} groups"
+                " of >= 2 images"
+            )
+        (features,) = self.extractor(to_uint8(images.to(self.device)))
+        if features.shape[1] != self.reference["mu"].shape[0]:
+            raise RewardError(
+                f"reward {self.name!r}: features are {features.shape[1]}-d but the reference statistics are"
+                f" {self.reference['mu'].shape[0]}-d"
+            )
+        size = batch // self.groups
+        fids = torch.tensor(
+            [group_fid(chunk, self.reference) for chunk in features.split(size)], dtype=torch.float64
+        )
+        if (fids < -NEGATIVE_FID_TOLERANCE).any():
+            raise RewardError(f"reward {self.name!r}: negative FID {fids.min().item()} (broken statistics?)")
+        fids = fids.clamp(min=0.0)  # rounding can push an exact match slightly below zero
+        return step_map(fids, FID_EDGES, FID_LEVELS).repeat_interleave(size)

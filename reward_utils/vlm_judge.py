@@ -1,0 +1,182 @@
+"""VLM-as-judge rewards: ``qwenvl_3b``, ``qwenvl_3b_text``, ``qwenvl_fake``, ``qwenvl_weird``,
+``unifiedreward``.
+
+A *judge* turns (images, questions) into answer texts, either in-process (:class:`LocalQwenJudge`, Qwen2.5-VL
+through transformers) or through an OpenAI-compatible server (:class:`ServerJudge`). :class:`VLMJudgeReward`
+asks, parses the score out of each answer, re-asks only the images whose answer had no usable score (bounded),
+and divides by the reward's divisor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from reward_utils.base import Prompt, RewardError, RewardFunction
+from reward_utils.chat_client import ChatClient
+from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.reward_server import UPSTREAM_JPEG_QUALITY, encode_jpeg_batch
+from reward_utils.tensor_transforms import to_uint8
+from reward_utils.vlm_answers import AnswerError
+
+JUDGE_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 10}
+"""Sampling for the Qwen judges (upstream's vLLM settings); sampling also makes a re-ask worthwhile."""
+
+
+class Judge(Protocol):
+    device: torch.device | None
+
+    def answer(self, images: torch.Tensor, questions: Sequence[str], what: str) -> list[str]: ...
+
+
+class ServerJudge:
+    """Sends each image (JPEG or PNG) with its question to an OpenAI-compatible server."""
+
+    device = None
+
+    def __init__(
+        self, client: ChatClient, image_format: str = "jpeg", jpeg_quality: int = UPSTREAM_JPEG_QUALITY
+    ):
+        if image_format not in ("jpeg", "png"):
+            raise ValueError(f"image_format must be 'jpeg' or 'png', got {image_format!r}")
+        self.client, self.image_format, self.jpeg_quality = client, image_format, jpeg_quality
+
+    def answer(self, images: torch.Tensor, questions: Sequence[str], what: str) -> list[str]:
+        if self.image_format == "jpeg":
+            encoded, mime = encode_jpeg_batch(images, self.jpeg_quality), "image/jpeg"
+        else:
+            from torchvision.io import encode_png
+
+            encoded = [bytes(encode_png(img.cpu()).numpy().tobytes()) for img in to_uint8(images)]
+            mime = "image/png"
+        return self.client.ask_many(questions, encoded, mime, what)
+
+
+class LocalQwenJudge:
+    """Qwen2.5-VL in-process: one batched, left-padded ``generate`` per call.
+
+    Images go to the processor as float tensors on the model's device (``do_rescale=False``), so there is no
+    PIL round trip. Only the newly generated tokens are decoded.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        processor: Any,
+        max_new_tokens: int = 512,
+        generate_kwargs: dict[str, Any] | None = None,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.processor = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.max_new_tokens = max_new_tokens
+        self.generate_kwargs = {"do_sample": True, **JUDGE_SAMPLING, **(generate_kwargs or {})}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def inputs(self, images: torch.Tensor, questions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Chat-formatted, tokenised questions and processed images for one batch."""
+        texts = [
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for q in questions
+        ]
+        images = images.to(self.device).float().clamp(0, 1)
+        batch = self.processor(
+            text=texts, images=list(images), padding=True, return_tensors="pt", do_rescale=False
+        )
+        return batch.to(self.device)
+
+    @torch.no_grad()
+    def answer(self, images: torch.Tensor, questions: Sequence[str], what: str) -> list[str]:
+        batch = self.inputs(images, questions)
+        output = self.model.generate(**batch, max_new_tokens=self.max_new_tokens, **self.generate_kwargs)
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+def load_local_qwen(
+    model_id: str, device: torch.device | str, dtype: torch.dtype | None = None
+) -> LocalQwenJudge:
+    """Qwen2.5-VL (hub id or local directory) and its processor, for :class:`LocalQwenJudge`."""
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    dtype = dtype or (torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, torch_dtype=dtype).to(device)
+    processor = AutoProcessor.from_pretrained(model_id, use_fast=True)
+    return LocalQwenJudge(model, processor)
+
+
+class VLMJudgeReward(RewardFunction):
+    """Ask ``judge`` a question per image, parse a score, divide by ``divisor``.
+
+    ``question`` maps a prompt text to the question (ignored by prompt-free questions); ``prompt_kind`` is the
+    prompt type the reward accepts, or None for rewards that do not read the prompt. ``attempts`` bounds how
+    often an image whose answer has no usable score is asked again; after that a :class:`RewardError` names
+    the prompt and quotes the answer.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        judge: Judge,
+        question: Callable[[str], str],
+        parse: Callable[[str], float],
+        divisor: float,
+        prompt_kind: PromptKind | None,
+        attempts: int = 3,
+    ):
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self.name, self.judge, self.question, self.parse = name, judge, question, parse
+        self.divisor, self.prompt_kind, self.attempts = divisor, prompt_kind, attempts
+
+    @property
+    def device(self) -> torch.device | None:
+        return self.judge.device
+
+    def score(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[Prompt],
+        metadata: Sequence[dict[str, Any]] | None = None,
+    ) -> torch.Tensor:
+        if self.prompt_kind is None:
+            questions = [self.question("") for _ in prompts]
+        else:
+            questions = [self.question(t) for t in prompt_texts(self.name, prompts, self.prompt_kind)]
+        scores: list[float | None] = [None] * len(prompts)
+        errors: dict[int, AnswerError] = {}
+        pending = list(range(len(prompts)))
+        for _ in range(self.attempts):
+            answers = self.judge.answer(
+                images[pending], [questions[i] for i in pending], f"reward {self.name!r}"
+            )
+            if len(answers) != len(pending):
+                raise RewardError(
+                    f"reward {self.name!r}: judge gave {len(answers)} answers for {len(pending)} images"
+                )
+            retry = []
+            for i, text in zip(pending, answers):
+                try:
+                    scores[i] = self.parse(text)
+                except AnswerError as err:
+                    errors[i] = err
+                    retry.append(i)
+            pending = retry
+            if not pending:
+                break
+        if pending:
+            i = pending[0]
+            raise RewardError(
+                f"reward {self.name!r}: no usable score for prompt #{i} {prompts[i]!r} after {self.attempts}"
+                f" attempt(s) ({len(pending)} image(s) failed): {errors[i]}"
+            )
+        return torch.tensor(scores, dtype=torch.float32) / self.divisor

@@ -1,0 +1,122 @@
+"""imagereward: the batched tensor path against the package's own ``ImageReward.score(prompt, pil_image)``.
+
+The real ImageReward architecture (BLIP ViT-L/16 + BERT with cross-attention + MLP) is built offline with
+random weights. Test-only offline tricks: the tokenizer is a ``BertTokenizer`` over a small WordPiece vocab
+written here (the package otherwise fetches bert-base-uncased), the BERT config is shallow (2 layers, hidden
+size 768 as the MLP requires), and the MLP is re-initialised because its published init gives the same score
+for every input.
+
+Tolerances, relative to the spread (std) of the scores over the test images: 224 px images on the 8-bit
+grid need no resize, so both paths see identical pixels and only batched-vs-single float round-off remains
+(bound 1e-4 x spread; measured 2.6e-6). At 256 px the bicubic kernels differ (PIL vs torch uint8 antialiased):
+bound 5e-3 x spread; measured 3.7e-4. See docs/rewards.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torchvision.transforms.functional import to_pil_image
+
+from reward_utils.base import RewardError
+from reward_utils.image_reward import ImageRewardReward
+from tests.test_rewards_support import smooth_images
+
+pytestmark = pytest.mark.slow
+
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "of",
+    "on",
+    "in",
+    "photo",
+    "painting",
+    "dog",
+    "cat",
+    "red",
+    "blue",
+    "car",
+    "street",
+    "lighthouse",
+    "watercolor",
+    "bowl",
+    "soup",
+]
+MED_CONFIG = {
+    "architectures": ["BertModel"],
+    "attention_probs_dropout_prob": 0.1,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "hidden_size": 768,
+    "initializer_range": 0.02,
+    "intermediate_size": 512,
+    "layer_norm_eps": 1e-12,
+    "max_position_embeddings": 512,
+    "model_type": "bert",
+    "num_attention_heads": 12,
+    "num_hidden_layers": 2,
+    "pad_token_id": 0,
+    "type_vocab_size": 2,
+    "vocab_size": 64,
+    "encoder_width": 768,
+    "add_cross_attention": True,
+}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    import ImageReward
+    import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
+    from transformers import BertTokenizer
+
+    directory = tmp_path_factory.mktemp("imagereward")
+    vocab = directory / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
+    med_config = directory / "med_config.json"
+    med_config.write_text(json.dumps(MED_CONFIG))
+
+    def offline_tokenizer():
+        tokenizer = BertTokenizer(str(vocab))
+        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+        tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
+        tokenizer.enc_token_id = tokenizer.additional_special_tokens_ids[0]
+        return tokenizer
+
+    torch.manual_seed(0)
+    original = blip_pretrain.init_tokenizer
+    blip_pretrain.init_tokenizer = offline_tokenizer
+    try:
+        built = ImageReward.ImageReward(med_config=str(med_config), device="cpu").eval()
+    finally:
+        blip_pretrain.init_tokenizer = original
+    with torch.no_grad():
+        for layer in built.mlp.layers:
+            if isinstance(layer, torch.nn.Linear):
+                layer.reset_parameters()
+                layer.weight.mul_(3.0)  # five linear layers: scores of order 1
+    return built
+
+
+@pytest.mark.parametrize(("size", "relative_tolerance"), [(224, 1e-4), (256, 5e-3)])
+def test_batched_imagereward_matches_package_score(model, size, relative_tolerance):
+    images = smooth_images(3, size, seed=size)
+    prompts = ["a photo of a red car", "a watercolor painting of a lighthouse", "a bowl of soup"]
+    batched = ImageRewardReward(model)(images, prompts)
+    with torch.no_grad():
+        reference = torch.tensor([model.score(p, to_pil_image(i)) for p, i in zip(prompts, images)])
+    diff = (batched - reference).abs().max().item()
+    spread = reference.std().item()
+    print(f"imagereward {size}px: max |diff| {diff:.3g}, spread {spread:.3g}, ratio {diff / spread:.3g}")
+    assert spread > 0.05, f"scores {reference} barely vary; the comparison would be void"
+    assert diff <= relative_tolerance * spread, (
+        f"{size}px: batched vs package differ by {diff} (spread {spread})"
+    )
+
+
+def test_imagereward_needs_captions(model):
+    with pytest.raises(RewardError, match="imagereward.*captions"):
+        ImageRewardReward(model)(smooth_images(1, 224), [5])
