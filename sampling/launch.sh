@@ -1,0 +1,78 @@
+# Shell helpers of test.sh, test_t2i.sh and test_t2i_rewards_drawbench.sh (sourced, not run).
+# Expects ROOT (the repository) to be set; sets PYTHON (default: python) and exports PYTHONPATH.
+
+PYTHON="${PYTHON:-python}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+C2I_DOWNLOAD="Download it from https://huggingface.co/FoundationVision/LlamaGen (c2i_*.pt, vq_ds16_c2i.pt) into pretrained_models/, or set the path."
+T2I_DOWNLOAD="Download it from https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt) into pretrained_models/, or set the path."
+
+ar_grpo_die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# ar_grpo_require_file PATH WHAT HINT: stop before any work when an input file is missing.
+ar_grpo_require_file() {
+    [[ -f "$1" ]] || ar_grpo_die "$2 not found: $1. $3"
+}
+
+# ar_grpo_require_model MODEL_OR_CKPT HINT: a weights file or an AR-GRPO output folder.
+ar_grpo_require_model() {
+    [[ -e "$1" ]] || ar_grpo_die "MODEL_OR_CKPT not found: $1 (a GPT weights file or an AR-GRPO output folder). $2"
+}
+
+# ar_grpo_require_text_encoder VALUE: 'tiny', a hub id, or a local T5 folder that must exist.
+ar_grpo_require_text_encoder() {
+    case "$1" in
+        tiny) ;;
+        /* | .* | "~"*)
+            [[ -d "$1" ]] || ar_grpo_die "T5 text encoder folder (TEXT_ENCODER) not found: $1. Download" \
+                "https://huggingface.co/google/flan-t5-xl into pretrained_models/t5-ckpt/flan-t5-xl (LlamaGen's" \
+                "layout), or set TEXT_ENCODER to a folder or hub id."
+            ;;
+    esac
+}
+
+# ar_grpo_run_name MODEL_OR_CKPT STEP CFG: upstream's <name>_<step>_<cfg>, the weights file's stem for a file.
+ar_grpo_run_name() {
+    local path="${1%/}" name
+    name="$(basename "$path")"
+    if [[ -f "$path" ]]; then
+        echo "${name%.*}${2:+_$2}_$3"
+    else
+        echo "${name}_${2:-final}_$3"
+    fi
+}
+
+# ar_grpo_devices GPU: export CUDA_VISIBLE_DEVICES and set NPROC, one process per listed device.
+ar_grpo_devices() {
+    local gpu="$1" ids
+    case "$gpu" in
+        "" | cpu | CPU)
+            export CUDA_VISIBLE_DEVICES=""
+            NPROC=1
+            ;;
+        all)
+            NPROC="$("$PYTHON" -c 'import torch; print(max(torch.cuda.device_count(), 1))')"
+            ;;
+        *)
+            [[ "$gpu" =~ ^[0-9]+(,[0-9]+)*$ ]] ||
+                ar_grpo_die "GPU must be a comma list of device ids (e.g. 0,1), 'all' or 'cpu'; got '$gpu'"
+            export CUDA_VISIBLE_DEVICES="$gpu"
+            IFS=, read -ra ids <<< "$gpu"
+            NPROC="${#ids[@]}"
+            ;;
+    esac
+}
+
+# ar_grpo_launch MODULE ARGS...: one process per device through torchrun, or one plain process.
+ar_grpo_launch() {
+    local module="$1"
+    shift
+    if (( NPROC > 1 )); then
+        "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m "$module" "$@"
+    else
+        "$PYTHON" -m "$module" "$@"
+    fi
+}

@@ -1,0 +1,112 @@
+"""Conditions -> 8-bit images: the trained GPT, the VQ decoder and (t2i) the caption encoder, built from the
+same flags as training (grpo/cli.py), so a model evaluates with exactly the options it was trained with."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autoregressive.models.generate import SamplingConfig, generate
+from autoregressive.models.gpt import GPT
+from grpo.cli import DOWNLOADS, build_policy, build_vq, image_decoder
+from sampling.common import sample_generators
+from sampling.images import to_uint8
+
+
+@dataclass
+class ImageSampler:
+    model: GPT
+    decode: Callable[[torch.Tensor], torch.Tensor]
+    cfg: SamplingConfig
+    device: torch.device
+    seed: int
+    bf16: bool = False
+    output_size: int | None = None
+
+    @torch.no_grad()
+    def __call__(
+        self, cond: torch.Tensor, keys: Sequence[Sequence[int]], cond_mask: torch.Tensor | None = None
+    ) -> np.ndarray:
+        """Sample one image per row of ``cond``; row i draws from a stream seeded by ``(seed, *keys[i])``."""
+        generators = sample_generators(self.seed, keys, self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with autocast:
+            rollout = generate(self.model, cond, cfg=self.cfg, cond_mask=cond_mask, generator=generators)
+        return to_uint8(self.decode(rollout.tokens), self.output_size)
+
+
+def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+    return SamplingConfig(
+        cfg_scale=args.cfg_scale,
+        cfg_interval=args.cfg_interval,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+    )
+
+
+def check_vq_file(args: argparse.Namespace) -> None:
+    """Fail before any work (the GPT path is checked when it is resolved)."""
+    if not Path(args.vq_ckpt).is_file():
+        raise SystemExit(
+            f"--vq_ckpt {args.vq_ckpt}: file not found. Download it from {DOWNLOADS[args.gpt_type]} into "
+            "pretrained_models/, or pass the right path."
+        )
+
+
+def build_sampler(args: argparse.Namespace, device: torch.device, output_size: int | None = None) -> ImageSampler:
+    """Load the GPT (``args.gpt_ckpt`` must already be a weights file) and the VQ strictly."""
+    model = build_policy(args).to(device).eval().requires_grad_(False)
+    vq = build_vq(args, device)
+    return ImageSampler(
+        model=model,
+        decode=image_decoder(vq, args.image_size, args.downsample_size),
+        cfg=sampling_config(args),
+        device=device,
+        seed=args.seed,
+        bf16=args.bf16,
+        output_size=output_size,
+    )
+
+
+# -------------------------------------------------------------------------------------- text encoder
+def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
+    """The same flags as train_t2i.py."""
+    group = parser.add_argument_group("text encoder")
+    group.add_argument(
+        "--text_encoder",
+        default="google/flan-t5-xl",
+        help="T5 folder or hub id (LlamaGen: pretrained_models/t5-ckpt/flan-t5-xl); "
+        "'tiny' builds the offline random-weight encoder of the demo",
+    )
+    group.add_argument("--text_encoder_seed", type=int, default=0, help="weights seed of --text_encoder tiny")
+
+
+def build_text_encoder(args: argparse.Namespace, device: torch.device):
+    from autoregressive.text_encoder import T5TextEncoder
+
+    if args.text_encoder == "tiny":
+        encoder = T5TextEncoder.tiny(
+            d_model=args.caption_dim, seed=args.text_encoder_seed, max_length=args.cls_token_num, device=device
+        )
+    else:
+        encoder = T5TextEncoder.from_pretrained(args.text_encoder, max_length=args.cls_token_num, device=device)
+    if encoder.caption_dim != args.caption_dim:
+        raise SystemExit(
+            f"the text encoder gives {encoder.caption_dim}-d features but --caption_dim is {args.caption_dim}"
+        )
+    return encoder
+
+
+def text_encoder_record(args: argparse.Namespace) -> dict:
+    return {
+        "text_encoder": args.text_encoder,
+        "text_encoder_seed": args.text_encoder_seed if args.text_encoder == "tiny" else None,
+        "cls_token_num": args.cls_token_num,
+    }
