@@ -377,6 +377,19 @@ def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
     return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
 
 
+def _shapes_factory(mode: str, name: str) -> RewardFactory:
+    """The offline demo's exact shapes-world evaluator (dense: fraction of constraints met; strict: 0/1)."""
+
+    def build(o: RewardOptions, cache: ModelCache) -> RewardFunction:
+        from reward_utils.shapes import ShapesReward
+
+        reward = ShapesReward(mode)
+        reward.name = name
+        return reward
+
+    return build
+
+
 for _name, _kind, _quantize in [
     ("clip_distance", "class", False),
     ("clip_quantize", "class", True),
@@ -404,6 +417,8 @@ register_reward("deqa", _deqa)
 register_reward("geneval", _geneval)
 register_reward("mse", _mse)
 register_reward("fid", _fid)
+register_reward("shapes", _shapes_factory("dense", "shapes"))
+register_reward("shapes_strict", _shapes_factory("strict", "shapes_strict"))
 
 # ----------------------------------------------------------------------------------------------- composition
 
