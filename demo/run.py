@@ -51,11 +51,11 @@ class DemoSettings:
     eval_samples: int = 256
     cfg_scale: float = 3.0
     # GRPO
-    grpo_steps: int = 60
+    grpo_steps: int = 50
     num_generations: int = 8
-    prompts_per_step: int = 4
-    learning_rate: float = 3e-4
-    beta: float = 0.02
+    prompts_per_step: int = 6
+    learning_rate: float = 1e-4
+    beta: float = 0.05
     strict_weight: float = 0.5  # second reward (strict GenEval correctness) to show composition
     logp_guidance: str = "cfg"
     scale_rewards: str = "group"
