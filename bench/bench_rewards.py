@@ -91,9 +91,7 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[16, 64])
     parser.add_argument("--group_size", type=int, default=8, help="images per prompt (GRPO group)")
     parser.add_argument("--image_size", type=int, default=256)
@@ -120,9 +118,7 @@ def main() -> None:
         f"CLIP {args.arch} (random weights), {args.image_size}px images, group size {args.group_size}, "
         f"{args.threads} thread(s), median of {args.repeats}"
     )
-    print(
-        f"{'batch':>5} {'per-image PIL img/s':>20} {'batched tensor img/s':>21} {'speed-up':>9} {'max |diff|':>11}"
-    )
+    print(f"{'batch':>5} {'per-image PIL img/s':>20} {'batched tensor img/s':>21} {'speed-up':>9} {'max |diff|':>11}")
     for batch in args.batch_sizes:
         images = torch.rand(batch, 3, args.image_size, args.image_size)
         labels = [(i // args.group_size) * 37 % 1000 for i in range(batch)]
@@ -131,13 +127,9 @@ def main() -> None:
             lambda images=images, texts=texts: per_image_pil_path(model, tokenizer, processor, images, texts),
             args.repeats,
         )
-        t_batched, batched_scores = timed(
-            lambda images=images, labels=labels: reward(images, labels), args.repeats
-        )
+        t_batched, batched_scores = timed(lambda images=images, labels=labels: reward(images, labels), args.repeats)
         diff = (pil_scores - batched_scores).abs().max().item()
-        print(
-            f"{batch:>5} {batch / t_pil:>20.1f} {batch / t_batched:>21.1f} {t_pil / t_batched:>8.2f}x {diff:>11.2e}"
-        )
+        print(f"{batch:>5} {batch / t_pil:>20.1f} {batch / t_batched:>21.1f} {t_pil / t_batched:>8.2f}x {diff:>11.2e}")
 
 
 if __name__ == "__main__":
