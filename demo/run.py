@@ -226,11 +226,15 @@ def reward_curve(metrics_file: Path, out: Path) -> None:
     rows = [r for r in rows if "reward/total_mean" in r]
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key, label in [
-        ("reward/shapes_mean", "dense (fraction of constraints met)"),
-        ("reward/shapes_strict_mean", "strict (GenEval correct)"),
+    window = 5  # each step sees different prompts: a moving mean shows the trend
+    for key, label, colour in [
+        ("reward/shapes_mean", "dense (fraction of constraints met)", "tab:blue"),
+        ("reward/shapes_strict_mean", "strict (GenEval correct)", "tab:orange"),
     ]:
-        ax.plot(steps, [r[key] for r in rows], label=label)
+        values = [r[key] for r in rows]
+        smooth = [sum(values[max(0, i - window + 1) : i + 1]) / min(i + 1, window) for i in range(len(values))]
+        ax.plot(steps, values, color=colour, alpha=0.3, linewidth=1)
+        ax.plot(steps, smooth, color=colour, label=f"{label}, {window}-step mean")
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean reward of the rollout")
     ax.set_title("Shapes world: reward during GRPO")
