@@ -10,16 +10,14 @@ import argparse
 
 import torch
 
-from grpo.cli import add_model_args, run_training
+from grpo.cli import add_model_args, build_text_encoder, run_training
 from grpo.config import add_grpo_args
 from grpo.prompts import ListPrompts, TrainingPrompt
 from img_gen_grpo_rewards import add_reward_args
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser, "t2i")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", required=True, help="prompt file (.json, .jsonl or .txt)")
@@ -44,24 +42,7 @@ def make_prompts(args: argparse.Namespace) -> ListPrompts:
 
 
 def make_encoder(args: argparse.Namespace, device: torch.device):
-    from autoregressive.text_encoder import T5TextEncoder
-
-    if args.text_encoder == "tiny":
-        encoder = T5TextEncoder.tiny(
-            d_model=args.caption_dim,
-            seed=args.text_encoder_seed,
-            max_length=args.cls_token_num,
-            device=device,
-        )
-    else:
-        encoder = T5TextEncoder.from_pretrained(
-            args.text_encoder, max_length=args.cls_token_num, device=device
-        )
-    if encoder.caption_dim != args.caption_dim:
-        raise SystemExit(
-            f"the text encoder gives {encoder.caption_dim}-d features but --caption_dim is {args.caption_dim}"
-        )
-    return encoder.encode
+    return build_text_encoder(args, device).encode
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

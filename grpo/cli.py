@@ -20,27 +20,17 @@ DEMO_HINT = "No checkpoints yet? `bash run_demo.sh` trains small ones offline an
 def add_model_args(parser: argparse.ArgumentParser, model_type: str) -> None:
     group = parser.add_argument_group("models")
     group.add_argument("--gpt_model", default="GPT-XL", choices=sorted(GPT_models), help="GPT size")
-    group.add_argument(
-        "--gpt_type", default=model_type, choices=["c2i", "t2i"], help="class- or text-conditional"
-    )
-    group.add_argument(
-        "--gpt_ckpt", required=True, help="LlamaGen GPT checkpoint (.pt or .safetensors, any layout)"
-    )
-    group.add_argument(
-        "--gpt_use_ema", action="store_true", help="load the 'ema' weights of a training checkpoint"
-    )
-    group.add_argument(
-        "--vq_model", default="VQ-16", choices=sorted(VQ_models), help="VQ tokenizer architecture"
-    )
+    group.add_argument("--gpt_type", default=model_type, choices=["c2i", "t2i"], help="class- or text-conditional")
+    group.add_argument("--gpt_ckpt", required=True, help="LlamaGen GPT checkpoint (.pt or .safetensors, any layout)")
+    group.add_argument("--gpt_use_ema", action="store_true", help="load the 'ema' weights of a training checkpoint")
+    group.add_argument("--vq_model", default="VQ-16", choices=sorted(VQ_models), help="VQ tokenizer architecture")
     group.add_argument("--vq_ckpt", required=True, help="VQ checkpoint, e.g. vq_ds16_c2i.pt")
     group.add_argument(
         "--vq_config",
         default=None,
         help="JSON of VQ config overrides for small custom tokenizers (e.g. the offline demo's)",
     )
-    group.add_argument(
-        "--codebook_size", type=int, default=16384, help="VQ codebook entries = GPT vocabulary"
-    )
+    group.add_argument("--codebook_size", type=int, default=16384, help="VQ codebook entries = GPT vocabulary")
     group.add_argument("--codebook_embed_dim", type=int, default=8, help="VQ code dimension")
     group.add_argument(
         "--image_size",
@@ -128,6 +118,34 @@ def image_decoder(vq: VQModel, image_size: int, downsample_size: int):
     return decode
 
 
+def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
+    """The same flags as train_t2i.py."""
+    group = parser.add_argument_group("text encoder")
+    group.add_argument(
+        "--text_encoder",
+        default="google/flan-t5-xl",
+        help="T5 folder or hub id (LlamaGen: pretrained_models/t5-ckpt/flan-t5-xl); "
+        "'tiny' builds the offline random-weight encoder of the demo",
+    )
+    group.add_argument("--text_encoder_seed", type=int, default=0, help="weights seed of --text_encoder tiny")
+
+
+def build_text_encoder(args: argparse.Namespace, device: torch.device):
+    from autoregressive.text_encoder import T5TextEncoder
+
+    if args.text_encoder == "tiny":
+        encoder = T5TextEncoder.tiny(
+            d_model=args.caption_dim, seed=args.text_encoder_seed, max_length=args.cls_token_num, device=device
+        )
+    else:
+        encoder = T5TextEncoder.from_pretrained(args.text_encoder, max_length=args.cls_token_num, device=device)
+    if encoder.caption_dim != args.caption_dim:
+        raise SystemExit(
+            f"the text encoder gives {encoder.caption_dim}-d features but --caption_dim is {args.caption_dim}"
+        )
+    return encoder
+
+
 def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[str, float]:
     """Build everything from flags and train. ``make_prompts(args)`` -> PromptSource;
     ``make_encoder(args, device)`` -> ConditionEncoder."""
@@ -142,9 +160,7 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
     torch.manual_seed(config.seed)
     policy = build_policy(args)
     vq = build_vq(args, accelerator.device)
-    reward = build_reward(
-        args.reward_funcs, args.reward_weights, reward_options_from_args(args), accelerator.device
-    )
+    reward = build_reward(args.reward_funcs, args.reward_weights, reward_options_from_args(args), accelerator.device)
     trainer = GRPOTrainer(
         config,
         policy,
@@ -153,8 +169,6 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
         make_prompts(args),
         make_encoder(args, accelerator.device),
         accelerator,
-        run_config={
-            k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))
-        },
+        run_config={k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
     )
     return trainer.train()

@@ -14,7 +14,14 @@ import torch
 
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import GPT
-from grpo.cli import DOWNLOADS, build_policy, build_vq, image_decoder
+from grpo.cli import (  # noqa: F401 (text-encoder helpers are re-exported for the entry points)
+    DOWNLOADS,
+    add_text_encoder_args,
+    build_policy,
+    build_text_encoder,
+    build_vq,
+    image_decoder,
+)
 from sampling.common import sample_generators
 from sampling.images import to_uint8
 
@@ -76,34 +83,6 @@ def build_sampler(args: argparse.Namespace, device: torch.device, output_size: i
 
 
 # -------------------------------------------------------------------------------------- text encoder
-def add_text_encoder_args(parser: argparse.ArgumentParser) -> None:
-    """The same flags as train_t2i.py."""
-    group = parser.add_argument_group("text encoder")
-    group.add_argument(
-        "--text_encoder",
-        default="google/flan-t5-xl",
-        help="T5 folder or hub id (LlamaGen: pretrained_models/t5-ckpt/flan-t5-xl); "
-        "'tiny' builds the offline random-weight encoder of the demo",
-    )
-    group.add_argument("--text_encoder_seed", type=int, default=0, help="weights seed of --text_encoder tiny")
-
-
-def build_text_encoder(args: argparse.Namespace, device: torch.device):
-    from autoregressive.text_encoder import T5TextEncoder
-
-    if args.text_encoder == "tiny":
-        encoder = T5TextEncoder.tiny(
-            d_model=args.caption_dim, seed=args.text_encoder_seed, max_length=args.cls_token_num, device=device
-        )
-    else:
-        encoder = T5TextEncoder.from_pretrained(args.text_encoder, max_length=args.cls_token_num, device=device)
-    if encoder.caption_dim != args.caption_dim:
-        raise SystemExit(
-            f"the text encoder gives {encoder.caption_dim}-d features but --caption_dim is {args.caption_dim}"
-        )
-    return encoder
-
-
 def text_encoder_record(args: argparse.Namespace) -> dict:
     return {
         "text_encoder": args.text_encoder,
