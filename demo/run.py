@@ -51,13 +51,13 @@ class DemoSettings:
     eval_samples: int = 256
     cfg_scale: float = 3.0
     # GRPO
-    grpo_steps: int = 50
+    grpo_steps: int = 100
     num_generations: int = 8
     prompts_per_step: int = 6
     learning_rate: float = 1e-4
     beta: float = 0.05
     strict_weight: float = 0.5  # second reward (strict GenEval correctness) to show composition
-    logp_guidance: str = "cfg"
+    logp_guidance: str = "cond"  # measured best here and 1.4x cheaper (docs/demo.md)
     scale_rewards: str = "group"
 
 
