@@ -75,6 +75,15 @@ def close_processes() -> None:
         dist.destroy_process_group()
 
 
+def run_in_processes(run, args):
+    """``run(args, layout)`` inside the process group, which is closed even when ``run`` fails."""
+    layout = init_processes()
+    try:
+        return run(args, layout)
+    finally:
+        close_processes()
+
+
 def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
@@ -96,9 +105,7 @@ def sample_generators(seed: int, keys: Sequence[Sequence[int]], device: torch.de
 
 # -------------------------------------------------------------------------------------- checkpoints
 def _numbered_checkpoints(folder: Path) -> dict[int, Path]:
-    return {
-        int(m.group(1)): p for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))
-    }
+    return {int(m.group(1)): p for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))}
 
 
 def _model_file_in(checkpoint: Path) -> Path:

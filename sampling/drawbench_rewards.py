@@ -33,9 +33,8 @@ from sampling.common import (
     ProcessLayout,
     add_sampling_args,
     check_run_record,
-    close_processes,
-    init_processes,
     resolve_gpt_checkpoint,
+    run_in_processes,
     sampling_record,
 )
 from sampling.images import images_to_tensor, read_png
@@ -248,12 +247,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> dict[str, Any] | Non
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    args = parse_args(argv)
-    layout = init_processes()
-    try:
-        return run(args, layout)
-    finally:
-        close_processes()
+    return run_in_processes(run, parse_args(argv))
 
 
 if __name__ == "__main__":

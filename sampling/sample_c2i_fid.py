@@ -26,9 +26,8 @@ from sampling.common import (
     add_sampling_args,
     batches,
     check_run_record,
-    close_processes,
-    init_processes,
     resolve_gpt_checkpoint,
+    run_in_processes,
     sampling_record,
 )
 from sampling.images import read_png, save_png
@@ -104,9 +103,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
     args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
     check_vq_file(args)
     size = args.image_size_eval or args.image_size
-    record = sampling_record(
-        args, Path(args.gpt_ckpt), {"num_classes": args.num_classes, "stored_image_size": size}
-    )
+    record = sampling_record(args, Path(args.gpt_ckpt), {"num_classes": args.num_classes, "stored_image_size": size})
     check_run_record(sample_dir, record, layout)
 
     pngs = [png_path(sample_dir, i) for i in range(args.num_fid_samples)]
@@ -128,12 +125,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
-    layout = init_processes()
-    try:
-        return run(args, layout)
-    finally:
-        close_processes()
+    return run_in_processes(run, parse_args(argv))
 
 
 if __name__ == "__main__":

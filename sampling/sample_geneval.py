@@ -19,9 +19,8 @@ from sampling.common import (
     ProcessLayout,
     add_sampling_args,
     check_run_record,
-    close_processes,
-    init_processes,
     resolve_gpt_checkpoint,
+    run_in_processes,
     sampling_record,
 )
 from sampling.prompt_folders import lines_digest, make_prompt_images, prepare_prompt_folders
@@ -60,12 +59,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
-    layout = init_processes()
-    try:
-        return run(args, layout)
-    finally:
-        close_processes()
+    return run_in_processes(run, parse_args(argv))
 
 
 if __name__ == "__main__":
