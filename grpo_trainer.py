@@ -99,9 +99,11 @@ class GRPOTrainer:
         self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
         from transformers import get_scheduler  # heavy import; only the trainer needs it
 
-        self.scheduler = get_scheduler(
-            config.lr_scheduler_type, self.optimizer, config.warmup_steps, config.max_steps
-        )
+        # transformers' "constant" schedule silently ignores warm-up steps; ours honours them.
+        schedule = config.lr_scheduler_type
+        if schedule == "constant" and config.warmup_steps > 0:
+            schedule = "constant_with_warmup"
+        self.scheduler = get_scheduler(schedule, self.optimizer, config.warmup_steps, config.max_steps)
         self.accelerator.register_for_checkpointing(self.scheduler)
         self.step, self.rollout_index = 0, 0
         self.logger = (

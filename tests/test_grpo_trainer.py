@@ -155,3 +155,15 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert trainer.step == 2
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
     assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm  # handler restored
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_warmup_steps_ramp_the_learning_rate(tmp_path, schedule):
+    # transformers' plain "constant" schedule ignores warm-up; the trainer must not.
+    trainer = make_trainer(tmp_path, lr_scheduler_type=schedule, warmup_steps=4, max_steps=8, learning_rate=1e-3)
+    rates = []
+    for _ in range(6):
+        rates.append(trainer.scheduler.get_last_lr()[0])
+        trainer.scheduler.step()
+    assert rates[:4] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4])
+    assert rates[4] == pytest.approx(1e-3)
