@@ -135,6 +135,20 @@ def geneval_style_report(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     }
 
 
+def paired_gain(before: Sequence[float], after: Sequence[float]) -> dict[str, float]:
+    """Mean per-sample change between two evaluations of the *same* prompts and seeds, with its standard error.
+
+    Pairing removes the prompt-to-prompt spread, so ``z = gain / se`` says how many standard errors the
+    change is from zero (z > 3: one-sided p < 0.0014 by the normal approximation).
+    """
+    diff = np.asarray(after, dtype=float) - np.asarray(before, dtype=float)
+    if diff.ndim != 1 or len(diff) < 2:
+        raise ValueError(f"need two equal-length lists of at least 2 scores, got shape {diff.shape}")
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    gain = float(diff.mean())
+    return {"gain": gain, "se": se, "z": gain / se if se > 0 else float("inf") * np.sign(gain), "n": len(diff)}
+
+
 def format_report(report: dict[str, Any]) -> str:
     lines = [
         f"{tag:<14} = {r['accuracy']:.2%} ({r['correct']} / {r['total']})  dense {r['dense']:.3f}"

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from autoregressive.checkpoint import save_checkpoint_atomic
 from autoregressive.models.gpt import GPT, build_gpt
 from autoregressive.text_encoder import T5TextEncoder
+from demo.text_encoder import write_text_encoder
 from tokenizer.vq_model import VQConfig, VQModel
 
 
@@ -30,7 +31,7 @@ class DemoModels:
     image_size: int = 32
     vq: dict = field(
         default_factory=lambda: dict(
-            codebook_size=128,
+            codebook_size=512,
             codebook_embed_dim=8,
             encoder_ch_mult=[1, 2, 2],
             decoder_ch_mult=[1, 2, 2],
@@ -42,7 +43,7 @@ class DemoModels:
     gpt_model: str = "GPT-Small"
     gpt_overrides: dict = field(default_factory=dict)
     caption_dim: int = 64
-    caption_tokens: int = 64
+    caption_tokens: int = 16  # word-level captions have at most 13 tokens (demo/text_encoder.py)
 
     @property
     def downsample(self) -> int:
@@ -76,7 +77,7 @@ def train_vq(
     steps: int,
     seed: int,
     batch_size: int = 32,
-    lr: float = 2e-3,
+    lr: float = 4e-3,
     restart_every: int = 10,
     object_weight: float = 4.0,
 ) -> tuple[VQModel, dict]:
@@ -148,9 +149,10 @@ def build_demo_gpt(models: DemoModels, model_type: str, seed: int) -> GPT:
     return build_gpt(models.gpt_model, **kwargs)
 
 
-def text_encoder(models: DemoModels, seed: int = 0) -> T5TextEncoder:
-    """The frozen T5-style encoder of the demo: random weights from a seed, byte-level tokenizer, no files."""
-    return T5TextEncoder.tiny(d_model=models.caption_dim, seed=seed, max_length=models.caption_tokens)
+def text_encoder(models: DemoModels, folder: Path, seed: int = 0) -> T5TextEncoder:
+    """The frozen T5-style encoder of the demo (written to ``folder`` once), loaded like flan-t5-xl."""
+    write_text_encoder(folder, d_model=models.caption_dim, seed=seed)
+    return T5TextEncoder.from_pretrained(str(folder), max_length=models.caption_tokens)
 
 
 def train_gpt(
@@ -161,7 +163,7 @@ def train_gpt(
     steps: int,
     seed: int,
     batch_size: int = 64,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     class_dropout: float = 0.1,
 ) -> dict:
     """Next-token cross-entropy with condition dropout (so classifier-free guidance works)."""

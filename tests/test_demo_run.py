@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
 from demo.run import DemoSettings, run
 
@@ -24,7 +25,7 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
         num_generations=4,
         prompts_per_step=2,
     )
-    models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=64, caption_dim=32)
+    models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=16, caption_dim=32)
     summary = run(settings, tmp_path, models)
     folder = tmp_path / "t2i_seed0"
     for name in ["summary.json", "report.md", "samples_before.png", "samples_after.png", "reward_curve.png"]:
@@ -34,6 +35,21 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
     assert 0 <= saved["before"]["overall"] <= 1 and saved["improvement_points"] == pytest.approx(
         100 * (saved["after"]["overall"] - saved["before"]["overall"])
     )
+    assert saved["paired_strict"]["n"] == 16 and "z =" in (folder / "report.md").read_text()
+    assert (tmp_path / "cache").is_dir() and list((tmp_path / "cache").glob("*/text_encoder/config.json"))
     assert summary["pretrain"]["cached"] is False
     again = run(settings, tmp_path, models)  # second run reuses the pretrained artifacts
     assert again["pretrain"]["cached"] is True
+
+
+def test_paired_gain_matches_hand_computation():
+    before, after = [0, 0, 1, 1, 0], [1, 0, 1, 1, 1]  # differences 1, 0, 0, 0, 1
+    result = paired_gain(before, after)
+    diffs = [1, 0, 0, 0, 1]
+    mean = sum(diffs) / 5
+    sd = (sum((d - mean) ** 2 for d in diffs) / 4) ** 0.5
+    assert result["gain"] == pytest.approx(0.4) and result["se"] == pytest.approx(sd / 5**0.5)
+    assert result["z"] == pytest.approx(0.4 / (sd / 5**0.5)) and result["n"] == 5
+    assert paired_gain([1, 0], [0, 1])["z"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_gain([1], [0])
