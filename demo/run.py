@@ -56,6 +56,7 @@ class DemoSettings:
     prompts_per_step: int = 6
     learning_rate: float = 2e-4
     beta: float = 0.0  # the KL anchor held the policy back here (docs/demo.md); no reference model needed
+    warmup_steps: int = 20  # Adam's first full-size steps on 48 noisy samples derailed some runs (docs/demo.md)
     strict_weight: float = 0.5  # second reward (strict GenEval correctness) to show composition
     logp_guidance: str = "cond"  # measured best here and 1.4x cheaper (docs/demo.md)
     scale_rewards: str = "group"
@@ -181,6 +182,8 @@ def grpo_flags(
         str(settings.learning_rate),
         "--beta",
         str(settings.beta),
+        "--warmup_steps",
+        str(settings.warmup_steps),
         "--logp_guidance",
         settings.logp_guidance,
         "--scale_rewards",
