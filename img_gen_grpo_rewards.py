@@ -378,7 +378,8 @@ def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
 
 
 def _shapes_factory(mode: str, name: str) -> RewardFactory:
-    """The offline demo's exact shapes-world evaluator (dense: fraction of constraints met; strict: 0/1)."""
+    """The offline demo's exact shapes-world evaluator (dense: fraction of constraints met; strict: 0/1;
+    tidy: no more objects than asked)."""
 
     def build(o: RewardOptions, cache: ModelCache) -> RewardFunction:
         from reward_utils.shapes import ShapesReward
@@ -419,6 +420,7 @@ register_reward("mse", _mse)
 register_reward("fid", _fid)
 register_reward("shapes", _shapes_factory("dense", "shapes"))
 register_reward("shapes_strict", _shapes_factory("strict", "shapes_strict"))
+register_reward("shapes_tidy", _shapes_factory("tidy", "shapes_tidy"))
 
 # ----------------------------------------------------------------------------------------------- composition
 

@@ -3,7 +3,9 @@
 Prompts are captions (t2i, e.g. "a photo of two red circles") or C2I class ids; a metadata row may carry the
 parsed ``PromptSpec`` under ``"spec"`` (or a GenEval-style metadata dict), which must then agree with the
 prompt. ``mode="dense"`` rewards the fraction of the prompt's requirements met (a shaped signal for GRPO);
-``mode="strict"`` rewards GenEval's all-or-nothing correctness.
+``mode="strict"`` rewards GenEval's all-or-nothing correctness. ``mode="tidy"`` is
+``min(1, asked / found)`` objects (0 for an empty image): GenEval's rules ignore extra objects, so a policy
+rewarded by them alone learns to scatter blobs until one passes; this term makes clutter cost.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from demo.evaluator import evaluate_images
 from demo.world import PromptSpec, class_spec, parse_caption
 from reward_utils.base import Prompt, RewardError, RewardFunction
 
-MODES = ("dense", "strict")
+MODES = ("dense", "strict", "tidy")
 
 
 class ShapesReward(RewardFunction):
@@ -48,7 +50,11 @@ class ShapesReward(RewardFunction):
                 f"reward 'shapes': images must lie in [0, 1], got values in [{lo:.3f}, {hi:.3f}]"
             )
         verdicts = evaluate_images(pixels.permute(0, 2, 3, 1).numpy(), specs)
-        values = [v.dense if self.mode == "dense" else float(v.strict) for v in verdicts]
+        if self.mode == "tidy":
+            asked = [sum(r.count for r in spec.include) for spec in specs]
+            values = [min(1.0, n / len(v.detections)) if v.detections else 0.0 for n, v in zip(asked, verdicts)]
+        else:
+            values = [v.dense if self.mode == "dense" else float(v.strict) for v in verdicts]
         return torch.tensor(values, dtype=torch.float32, device=images.device)
 
     def _spec(self, index: int, prompt: Prompt, row: dict[str, Any] | None) -> PromptSpec:

@@ -36,6 +36,7 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
         100 * (saved["after"]["overall"] - saved["before"]["overall"])
     )
     assert saved["paired_strict"]["n"] == 16 and "z =" in (folder / "report.md").read_text()
+    assert saved["objects_per_image"]["asked"] >= 1 and saved["objects_per_image"]["before"] >= 0
     assert (tmp_path / "cache").is_dir() and list((tmp_path / "cache").glob("*/text_encoder/config.json"))
     assert summary["pretrain"]["cached"] is False
     again = run(settings, tmp_path, models)  # second run reuses the pretrained artifacts
@@ -53,3 +54,16 @@ def test_paired_gain_matches_hand_computation():
     assert paired_gain([1, 0], [0, 1])["z"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least 2"):
         paired_gain([1], [0])
+
+
+def test_tidy_reward_joins_the_composition_only_when_weighted(tmp_path):
+    from demo.run import grpo_flags
+
+    def rewards(settings):
+        flags = grpo_flags(settings, DemoModels(), tmp_path / "vq.pt", tmp_path / "gpt.pt", tmp_path, tmp_path / "t5")
+        funcs = flags[flags.index("--reward_funcs") + 1 : flags.index("--reward_weights")]
+        weights = flags[flags.index("--reward_weights") + 1 : flags.index("--reward_weights") + 1 + len(funcs)]
+        return dict(zip(funcs, map(float, weights)))
+
+    assert rewards(DemoSettings()) == {"shapes": 1.0, "shapes_strict": 0.5}
+    assert rewards(DemoSettings(tidy_weight=0.5)) == {"shapes": 1.0, "shapes_strict": 0.5, "shapes_tidy": 0.5}

@@ -464,6 +464,21 @@ def test_reward_dense_and_strict_modes():
         ShapesReward("sparse")
 
 
+def test_tidy_mode_makes_clutter_cost():
+    def as_tensor(objects):
+        return torch.from_numpy(draw(objects)).permute(2, 0, 1)[None].float() / 255.0
+
+    one = [Placed("circle", "blue", 4, 4, 10)]
+    cluttered = one + [Placed("square", "red", 18, 4, 10), Placed("triangle", "green", 4, 18, 10)]
+    tidy = ShapesReward("tidy")
+    assert tidy(as_tensor(one), ["a photo of a circle"]).tolist() == [1.0]
+    assert tidy(as_tensor(cluttered), ["a photo of a circle"]).tolist() == pytest.approx([1 / 3])
+    assert tidy(as_tensor(cluttered), ["a photo of a circle and a square"]).tolist() == pytest.approx([2 / 3])
+    assert tidy(as_tensor([]), ["a photo of a circle"]).tolist() == [0.0]
+    # GenEval's own rules do not see the clutter: the dense and strict modes still give full marks.
+    assert ShapesReward("strict")(as_tensor(cluttered), ["a photo of a circle"]).tolist() == [1.0]
+
+
 def test_reward_uses_metadata_spec_and_checks_it_agrees():
     image = (
         torch.from_numpy(draw([Placed("square", "green", 10, 10, 12)])).permute(2, 0, 1)[None].float() / 255.0
