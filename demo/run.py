@@ -137,7 +137,7 @@ def evaluate(
     report["per_sample"] = {"strict": [float(v.strict) for v in verdicts], "dense": [v.dense for v in verdicts]}
     # GenEval's rules ignore extra objects, so a policy can score by clutter: keep the object count in view.
     report["objects_per_image"] = sum(len(v.detections) for v in verdicts) / len(verdicts)
-    report["objects_asked_per_image"] = sum(r.count for s in specs for r in s.include) / len(specs)
+    report["objects_asked_per_image"] = sum(spec.num_objects for spec in specs) / len(specs)
     return report, images
 
 

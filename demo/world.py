@@ -101,6 +101,11 @@ class PromptSpec:
     def caption(self) -> str:
         return render_caption(self)
 
+    @property
+    def num_objects(self) -> int:
+        """How many objects the prompt asks for (its included objects, counts included)."""
+        return sum(req.count for req in self.include)
+
     def to_geneval_metadata(self) -> dict[str, Any]:
         """The GenEval ``evaluation_metadata.jsonl`` line of this prompt (``class`` holds the shape)."""
         return {

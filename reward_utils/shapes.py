@@ -51,8 +51,10 @@ class ShapesReward(RewardFunction):
             )
         verdicts = evaluate_images(pixels.permute(0, 2, 3, 1).numpy(), specs)
         if self.mode == "tidy":
-            asked = [sum(r.count for r in spec.include) for spec in specs]
-            values = [min(1.0, n / len(v.detections)) if v.detections else 0.0 for n, v in zip(asked, verdicts)]
+            values = [
+                min(1.0, spec.num_objects / len(v.detections)) if v.detections else 0.0
+                for spec, v in zip(specs, verdicts)
+            ]
         else:
             values = [v.dense if self.mode == "dense" else float(v.strict) for v in verdicts]
         return torch.tensor(values, dtype=torch.float32, device=images.device)
