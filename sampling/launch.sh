@@ -76,3 +76,47 @@ ar_grpo_launch() {
         "$PYTHON" -m "$module" "$@"
     fi
 }
+
+# ar_grpo_t2i_setup MODEL_OR_CKPT GPU STEP CFG: what test_t2i.sh and test_t2i_rewards_drawbench.sh share.
+# Sets the four positional values, the environment defaults (LlamaGen's t2i GPT-XL at 256 px), checks the
+# model, VQ and text encoder, and picks the devices. The caller then shifts its four positional arguments.
+ar_grpo_t2i_setup() {
+    MODEL_OR_CKPT="${1:-$ROOT/pretrained_models/t2i_XL_stage1_256.pt}"
+    GPU="${2:-}"
+    STEP="${3:-}"
+    CFG="${4:-2.0}"
+    GPT_MODEL="${GPT_MODEL:-GPT-XL}"
+    VQ_CKPT="${VQ_CKPT:-$ROOT/pretrained_models/vq_ds16_t2i.pt}"
+    TEXT_ENCODER="${TEXT_ENCODER:-$ROOT/pretrained_models/t5-ckpt/flan-t5-xl}"
+    IMAGE_SIZE="${IMAGE_SIZE:-256}"
+    N_SAMPLES="${N_SAMPLES:-4}"
+    TOP_K="${TOP_K:-2000}"
+    PER_PROC_BATCH_SIZE="${PER_PROC_BATCH_SIZE:-16}"
+    SEED="${SEED:-0}"
+    OUT_ROOT="${OUT_ROOT:-test_results}"
+    ar_grpo_require_model "$MODEL_OR_CKPT" "$T2I_DOWNLOAD"
+    ar_grpo_require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$T2I_DOWNLOAD"
+    ar_grpo_require_text_encoder "$TEXT_ENCODER"
+    RUN_NAME="${RUN_NAME:-$(ar_grpo_run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
+    ar_grpo_devices "$GPU"
+}
+
+# ar_grpo_t2i_launch MODULE OUTDIR ARGS...: run a t2i sampling module with the flags ar_grpo_t2i_setup set.
+ar_grpo_t2i_launch() {
+    local module="$1" outdir="$2"
+    shift 2
+    ar_grpo_launch "$module" \
+        --gpt_ckpt "$MODEL_OR_CKPT" \
+        --ckpt_step "$STEP" \
+        --gpt_model "$GPT_MODEL" \
+        --vq_ckpt "$VQ_CKPT" \
+        --text_encoder "$TEXT_ENCODER" \
+        --image_size "$IMAGE_SIZE" \
+        --cfg_scale "$CFG" \
+        --top_k "$TOP_K" \
+        --n_samples "$N_SAMPLES" \
+        --per_proc_batch_size "$PER_PROC_BATCH_SIZE" \
+        --seed "$SEED" \
+        --outdir "$outdir" \
+        "$@"
+}
