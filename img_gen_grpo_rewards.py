@@ -379,7 +379,7 @@ def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
 
 def _shapes_factory(mode: str, name: str) -> RewardFactory:
     """The offline demo's exact shapes-world evaluator (dense: fraction of constraints met; strict: 0/1;
-    tidy: no more objects than asked)."""
+    tidy: as many objects as asked)."""
 
     def build(o: RewardOptions, cache: ModelCache) -> RewardFunction:
         from reward_utils.shapes import ShapesReward

@@ -4,8 +4,10 @@ Prompts are captions (t2i, e.g. "a photo of two red circles") or C2I class ids; 
 parsed ``PromptSpec`` under ``"spec"`` (or a GenEval-style metadata dict), which must then agree with the
 prompt. ``mode="dense"`` rewards the fraction of the prompt's requirements met (a shaped signal for GRPO);
 ``mode="strict"`` rewards GenEval's all-or-nothing correctness. ``mode="tidy"`` is
-``min(1, asked / found)`` objects (0 for an empty image): GenEval's rules ignore extra objects, so a policy
-rewarded by them alone learns to scatter blobs until one passes; this term makes clutter cost.
+``min(asked, found) / max(asked, found)`` objects: GenEval's rules ignore extra objects, so a policy
+rewarded by them alone learns to scatter blobs until one passes; this term makes clutter cost. It is
+symmetric on purpose: a one-sided ``min(1, asked / found)`` paid full marks for a single object whatever the
+prompt asked, and GRPO learned to draw one object for two-object prompts (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class ShapesReward(RewardFunction):
         verdicts = evaluate_images(pixels.permute(0, 2, 3, 1).numpy(), specs)
         if self.mode == "tidy":
             values = [
-                min(1.0, spec.num_objects / len(v.detections)) if v.detections else 0.0
+                min(spec.num_objects, len(v.detections)) / max(spec.num_objects, len(v.detections))
                 for spec, v in zip(specs, verdicts)
             ]
         else:

@@ -475,6 +475,9 @@ def test_tidy_mode_makes_clutter_cost():
     assert tidy(as_tensor(cluttered), ["a photo of a circle"]).tolist() == pytest.approx([1 / 3])
     assert tidy(as_tensor(cluttered), ["a photo of a circle and a square"]).tolist() == pytest.approx([2 / 3])
     assert tidy(as_tensor([]), ["a photo of a circle"]).tolist() == [0.0]
+    # Too few objects cost as much as too many: one object does not pay full marks for a two-object prompt.
+    assert tidy(as_tensor(one), ["a photo of a circle and a square"]).tolist() == pytest.approx([1 / 2])
+    assert tidy(as_tensor(one), ["a photo of three blue circles"]).tolist() == pytest.approx([1 / 3])
     # GenEval's own rules do not see the clutter: the dense and strict modes still give full marks.
     assert ShapesReward("strict")(as_tensor(cluttered), ["a photo of a circle"]).tolist() == [1.0]
 
