@@ -48,6 +48,43 @@ def test_grpo_raises_a_simple_reward(tmp_path):
     assert len(rows) == 20 and rows[-1]["reward/total_mean"] > rows[0]["reward/total_mean"]
 
 
+def _class_dependent_reward(images, prompts, metadata):
+    """Bright images for even classes, dark ones for odd: only a policy that reads its condition gains."""
+    brightness = images.mean(dim=(1, 2, 3))
+    odd = torch.tensor([int(p) % 2 for p in prompts], dtype=torch.bool, device=images.device)
+    score = torch.where(odd, 1 - brightness, brightness)
+    return score, {"class_dependent": score}
+
+
+def test_grpo_learns_a_reward_that_depends_on_the_prompt(tmp_path):
+    # The brightness test above passes even if samples are scored against the wrong prompts; this one does not.
+    trainer = make_trainer(
+        tmp_path,
+        reward=_class_dependent_reward,
+        max_steps=30,
+        num_generations=8,
+        per_device_train_batch_size=32,
+        beta=0.0,
+        learning_rate=1e-2,
+    )
+
+    def gap(n=160):
+        labels = torch.arange(n) % 10
+        gens = [torch.Generator().manual_seed(20_000 + i) for i in range(n)]
+        tokens = generate(trainer.policy.eval(), labels, cfg=trainer.sampling, generator=gens).tokens
+        trainer.policy.train()
+        brightness = trainer.decode_images(tokens).mean(dim=(1, 2, 3))
+        even, odd = brightness[labels % 2 == 0], brightness[labels % 2 == 1]
+        se = math.hypot(even.std().item() / math.sqrt(len(even)), odd.std().item() / math.sqrt(len(odd)))
+        return (even.mean() - odd.mean()).item(), se
+
+    before, se_before = gap()
+    trainer.train()
+    after, se_after = gap()
+    # Even classes must end up brighter than odd ones by more than 4 combined standard errors of the change.
+    assert after - before > 4 * math.hypot(se_before, se_after), (before, after, se_before, se_after)
+
+
 def test_beta_zero_builds_no_reference_and_first_pass_ratio_is_one(tmp_path):
     trainer = make_trainer(tmp_path / "a", beta=0.0, max_steps=1)
     assert trainer.ref_model is None
