@@ -13,8 +13,8 @@ GPT_CKPT=${GPT_CKPT:-pretrained_models/c2i_XL_384.pt}
 VQ_CKPT=${VQ_CKPT:-pretrained_models/vq_ds16_c2i.pt}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/c2i_XL_384_grpo}
 HF=https://huggingface.co/FoundationVision/LlamaGen
-require_file "$GPT_CKPT" "GPT checkpoint (GPT_CKPT)" "$HF/resolve/main/c2i_XL_384.pt"
-require_file "$VQ_CKPT" "VQ tokenizer (VQ_CKPT)" "$HF/resolve/main/vq_ds16_c2i.pt"
+require_file "$GPT_CKPT" "GPT checkpoint (GPT_CKPT)" "Download it from $HF/resolve/main/c2i_XL_384.pt, or set GPT_CKPT."
+require_file "$VQ_CKPT" "VQ tokenizer (VQ_CKPT)" "Download it from $HF/resolve/main/vq_ds16_c2i.pt, or set VQ_CKPT."
 extra=()
 [ -n "${IMAGE_ROOT:-}" ] && extra+=(--image_root "$IMAGE_ROOT")
 

@@ -17,9 +17,9 @@ T5_PATH=${T5_PATH:-pretrained_models/t5-ckpt/flan-t5-xl}
 DATASET=${DATASET:-dataset/coco_captions_30000.json}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/t2i_XL_256_grpo}
 HF=https://huggingface.co/peizesun/llamagen_t2i
-require_file "$GPT_CKPT" "GPT checkpoint (GPT_CKPT)" "$HF/resolve/main/t2i_XL_stage1_256.pt"
-require_file "$VQ_CKPT" "VQ tokenizer (VQ_CKPT)" "$HF/resolve/main/vq_ds16_t2i.pt"
-require_file "$DATASET" "prompt file (DATASET)" "its source with 'python -m dataset.download_prompts coco'"
+require_file "$GPT_CKPT" "GPT checkpoint (GPT_CKPT)" "Download it from $HF/resolve/main/t2i_XL_stage1_256.pt, or set GPT_CKPT."
+require_file "$VQ_CKPT" "VQ tokenizer (VQ_CKPT)" "Download it from $HF/resolve/main/vq_ds16_t2i.pt, or set VQ_CKPT."
+require_file "$DATASET" "prompt file (DATASET)" "Fetch it with 'python -m dataset.download_prompts coco', or set DATASET."
 if [ ! -d "$T5_PATH" ] && [[ "$T5_PATH" == pretrained_models/* ]]; then
   echo "note: $T5_PATH not found; loading google/flan-t5-xl from the hub instead" >&2
   T5_PATH=google/flan-t5-xl

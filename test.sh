@@ -31,18 +31,18 @@ SEED="${SEED:-0}"
 OUT_ROOT="${OUT_ROOT:-test_results}"
 FID_REF="${FID_REF:-}"
 
-ar_grpo_require_model "$MODEL_OR_CKPT" "$C2I_DOWNLOAD"
-ar_grpo_require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$C2I_DOWNLOAD"
+require_model "$MODEL_OR_CKPT" "$C2I_DOWNLOAD"
+require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$C2I_DOWNLOAD"
 if [[ -n "$FID_REF" ]]; then
-    ar_grpo_require_file "$FID_REF" "FID reference batch (FID_REF)" \
+    require_file "$FID_REF" "FID reference batch (FID_REF)" \
         "Get VIRTUAL_imagenet256_labeled.npz from https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/imagenet/256/VIRTUAL_imagenet256_labeled.npz"
 fi
-RUN_NAME="${RUN_NAME:-$(ar_grpo_run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
+RUN_NAME="${RUN_NAME:-$(run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
 SAMPLE_DIR="$OUT_ROOT/vis_out_$RUN_NAME"
-ar_grpo_devices "$GPU"
+pick_devices "$GPU"
 
 echo "FID samples of $MODEL_OR_CKPT${STEP:+ step $STEP}, cfg $CFG, $NPROC process(es) -> $SAMPLE_DIR.npz"
-ar_grpo_launch sampling.sample_c2i_fid \
+launch_module sampling.sample_c2i_fid \
     --gpt_ckpt "$MODEL_OR_CKPT" \
     --ckpt_step "$STEP" \
     --gpt_model "$GPT_MODEL" \

@@ -1,41 +1,32 @@
-# Shell helpers of test.sh, test_t2i.sh and test_t2i_rewards_drawbench.sh (sourced, not run).
-# Expects ROOT (the repository) to be set; sets PYTHON (default: python) and exports PYTHONPATH.
+# Shell helpers of test.sh, test_t2i.sh and test_t2i_rewards_drawbench.sh (sourced, not run), on top of the
+# shared ones in scripts/launch.sh. Expects ROOT (the repository) to be set; exports PYTHONPATH.
 
-PYTHON="${PYTHON:-python}"
+source "$ROOT/scripts/launch.sh"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 C2I_DOWNLOAD="Download it from https://huggingface.co/FoundationVision/LlamaGen (c2i_*.pt, vq_ds16_c2i.pt) into pretrained_models/, or set the path."
 T2I_DOWNLOAD="Download it from https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt) into pretrained_models/, or set the path."
 
-ar_grpo_die() {
-    echo "error: $*" >&2
-    exit 1
+# require_model MODEL_OR_CKPT HINT: a weights file or an AR-GRPO output folder.
+require_model() {
+    [[ -e "$1" ]] || die "MODEL_OR_CKPT not found: $1 (a GPT weights file or an AR-GRPO output folder). $2
+$DEMO_HINT"
 }
 
-# ar_grpo_require_file PATH WHAT HINT: stop before any work when an input file is missing.
-ar_grpo_require_file() {
-    [[ -f "$1" ]] || ar_grpo_die "$2 not found: $1. $3"
-}
-
-# ar_grpo_require_model MODEL_OR_CKPT HINT: a weights file or an AR-GRPO output folder.
-ar_grpo_require_model() {
-    [[ -e "$1" ]] || ar_grpo_die "MODEL_OR_CKPT not found: $1 (a GPT weights file or an AR-GRPO output folder). $2"
-}
-
-# ar_grpo_require_text_encoder VALUE: 'tiny', a hub id, or a local T5 folder that must exist.
-ar_grpo_require_text_encoder() {
+# require_text_encoder VALUE: 'tiny', a hub id, or a local T5 folder that must exist.
+require_text_encoder() {
     case "$1" in
         tiny) ;;
         /* | .* | "~"*)
-            [[ -d "$1" ]] || ar_grpo_die "T5 text encoder folder (TEXT_ENCODER) not found: $1. Download" \
+            [[ -d "$1" ]] || die "T5 text encoder folder (TEXT_ENCODER) not found: $1. Download" \
                 "https://huggingface.co/google/flan-t5-xl into pretrained_models/t5-ckpt/flan-t5-xl (LlamaGen's" \
                 "layout), or set TEXT_ENCODER to a folder or hub id."
             ;;
     esac
 }
 
-# ar_grpo_run_name MODEL_OR_CKPT STEP CFG: upstream's <name>_<step>_<cfg>, the weights file's stem for a file.
-ar_grpo_run_name() {
+# run_name MODEL_OR_CKPT STEP CFG: upstream's <name>_<step>_<cfg>, the weights file's stem for a file.
+run_name() {
     local path="${1%/}" name
     name="$(basename "$path")"
     if [[ -f "$path" ]]; then
@@ -45,8 +36,8 @@ ar_grpo_run_name() {
     fi
 }
 
-# ar_grpo_devices GPU: export CUDA_VISIBLE_DEVICES and set NPROC, one process per listed device.
-ar_grpo_devices() {
+# pick_devices GPU: export CUDA_VISIBLE_DEVICES and set NPROC, one process per listed device.
+pick_devices() {
     local gpu="$1" ids
     case "$gpu" in
         "" | cpu | CPU)
@@ -54,11 +45,11 @@ ar_grpo_devices() {
             NPROC=1
             ;;
         all)
-            NPROC="$("$PYTHON" -c 'import torch; print(max(torch.cuda.device_count(), 1))')"
+            NPROC="$(count_gpus)"
             ;;
         *)
             [[ "$gpu" =~ ^[0-9]+(,[0-9]+)*$ ]] ||
-                ar_grpo_die "GPU must be a comma list of device ids (e.g. 0,1), 'all' or 'cpu'; got '$gpu'"
+                die "GPU must be a comma list of device ids (e.g. 0,1), 'all' or 'cpu'; got '$gpu'"
             export CUDA_VISIBLE_DEVICES="$gpu"
             IFS=, read -ra ids <<< "$gpu"
             NPROC="${#ids[@]}"
@@ -66,8 +57,8 @@ ar_grpo_devices() {
     esac
 }
 
-# ar_grpo_launch MODULE ARGS...: one process per device through torchrun, or one plain process.
-ar_grpo_launch() {
+# launch_module MODULE ARGS...: one process per device through torchrun, or one plain process.
+launch_module() {
     local module="$1"
     shift
     if (( NPROC > 1 )); then
@@ -77,10 +68,10 @@ ar_grpo_launch() {
     fi
 }
 
-# ar_grpo_t2i_setup MODEL_OR_CKPT GPU STEP CFG: what test_t2i.sh and test_t2i_rewards_drawbench.sh share.
+# t2i_setup MODEL_OR_CKPT GPU STEP CFG: what test_t2i.sh and test_t2i_rewards_drawbench.sh share.
 # Sets the four positional values, the environment defaults (LlamaGen's t2i GPT-XL at 256 px), checks the
 # model, VQ and text encoder, and picks the devices. The caller then shifts its four positional arguments.
-ar_grpo_t2i_setup() {
+t2i_setup() {
     MODEL_OR_CKPT="${1:-$ROOT/pretrained_models/t2i_XL_stage1_256.pt}"
     GPU="${2:-}"
     STEP="${3:-}"
@@ -94,18 +85,18 @@ ar_grpo_t2i_setup() {
     PER_PROC_BATCH_SIZE="${PER_PROC_BATCH_SIZE:-16}"
     SEED="${SEED:-0}"
     OUT_ROOT="${OUT_ROOT:-test_results}"
-    ar_grpo_require_model "$MODEL_OR_CKPT" "$T2I_DOWNLOAD"
-    ar_grpo_require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$T2I_DOWNLOAD"
-    ar_grpo_require_text_encoder "$TEXT_ENCODER"
-    RUN_NAME="${RUN_NAME:-$(ar_grpo_run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
-    ar_grpo_devices "$GPU"
+    require_model "$MODEL_OR_CKPT" "$T2I_DOWNLOAD"
+    require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$T2I_DOWNLOAD"
+    require_text_encoder "$TEXT_ENCODER"
+    RUN_NAME="${RUN_NAME:-$(run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
+    pick_devices "$GPU"
 }
 
-# ar_grpo_t2i_launch MODULE OUTDIR ARGS...: run a t2i sampling module with the flags ar_grpo_t2i_setup set.
-ar_grpo_t2i_launch() {
+# t2i_launch MODULE OUTDIR ARGS...: run a t2i sampling module with the flags t2i_setup set.
+t2i_launch() {
     local module="$1" outdir="$2"
     shift 2
-    ar_grpo_launch "$module" \
+    launch_module "$module" \
         --gpt_ckpt "$MODEL_OR_CKPT" \
         --ckpt_step "$STEP" \
         --gpt_model "$GPT_MODEL" \
