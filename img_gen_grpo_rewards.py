@@ -422,6 +422,16 @@ register_reward("shapes", _shapes_factory("dense", "shapes"))
 register_reward("shapes_strict", _shapes_factory("strict", "shapes_strict"))
 register_reward("shapes_tidy", _shapes_factory("tidy", "shapes_tidy"))
 
+
+def _noise_control(o: RewardOptions, cache: ModelCache) -> RewardFunction:
+    """Noise that ignores image and prompt: the null baseline every reward's gain should beat."""
+    from reward_utils.noise import NoiseReward
+
+    return NoiseReward()
+
+
+register_reward("noise_control", _noise_control)
+
 # ----------------------------------------------------------------------------------------------- composition
 
 

@@ -57,6 +57,7 @@ class DemoSettings:
     learning_rate: float = 2e-4
     beta: float = 0.0  # the KL anchor held the policy back here (docs/demo.md); no reference model needed
     warmup_steps: int = 20  # Adam's first full-size steps on 48 noisy samples derailed some runs (docs/demo.md)
+    reward: str = "shapes"  # or "noise_control": noise that ignores the images, the null baseline (docs/demo.md)
     strict_weight: float = 0.5  # second reward (strict GenEval correctness) to show composition
     tidy_weight: float = 0.0  # > 0 adds the `shapes_tidy` reward: as many objects as asked (docs/demo.md)
     logp_guidance: str = "cond"  # measured best here and 1.4x cheaper (docs/demo.md)
@@ -149,6 +150,17 @@ def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
     return path
 
 
+def reward_flags(settings: DemoSettings) -> list[str]:
+    """The evaluator's rewards (dense + strict, optionally tidy), or the noise control in their place."""
+    if settings.reward == "noise_control":
+        return ["--reward_funcs", "noise_control", "--reward_weights", "1.0"]
+    funcs, weights = ["shapes", "shapes_strict"], [1.0, settings.strict_weight]
+    if settings.tidy_weight > 0:
+        funcs.append("shapes_tidy")
+        weights.append(settings.tidy_weight)
+    return ["--reward_funcs", *funcs, "--reward_weights", *map(str, weights)]
+
+
 def grpo_flags(
     settings: DemoSettings, models: DemoModels, vq_path: Path, gpt_path: Path, run: Path, text_encoder_dir: Path
 ) -> list[str]:
@@ -192,14 +204,7 @@ def grpo_flags(
         settings.logp_guidance,
         "--scale_rewards",
         settings.scale_rewards,
-        "--reward_funcs",
-        "shapes",
-        "shapes_strict",
-        *(["shapes_tidy"] if settings.tidy_weight > 0 else []),
-        "--reward_weights",
-        "1.0",
-        str(settings.strict_weight),
-        *([str(settings.tidy_weight)] if settings.tidy_weight > 0 else []),
+        *reward_flags(settings),
         "--seed",
         str(settings.seed),
         "--output_dir",
@@ -244,6 +249,7 @@ def reward_curve(metrics_file: Path, out: Path) -> None:
         ("reward/shapes_mean", "dense (fraction of constraints met)", "tab:blue"),
         ("reward/shapes_strict_mean", "strict (GenEval correct)", "tab:orange"),
         ("reward/shapes_tidy_mean", "tidy (as many objects as asked)", "tab:green"),
+        ("reward/noise_control_mean", "noise (control: ignores the images)", "tab:gray"),
     ]:
         if key not in rows[0]:
             continue
@@ -367,6 +373,8 @@ def main(argv: list[str] | None = None) -> dict:
     settings = DemoSettings(**{k: getattr(args, k) for k in asdict(DemoSettings())})
     if settings.task not in ("t2i", "c2i"):
         raise SystemExit(f"--task must be t2i or c2i, got {settings.task!r}")
+    if settings.reward not in ("shapes", "noise_control"):
+        raise SystemExit(f"--reward must be shapes or noise_control, got {settings.reward!r}")
     return run(settings, Path(args.out))
 
 

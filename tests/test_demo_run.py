@@ -10,7 +10,7 @@ import pytest
 
 from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
-from demo.run import DemoSettings, run
+from demo.run import DemoSettings, main, run
 
 
 @pytest.mark.slow
@@ -56,7 +56,7 @@ def test_paired_gain_matches_hand_computation():
         paired_gain([1], [0])
 
 
-def test_tidy_reward_joins_the_composition_only_when_weighted(tmp_path):
+def test_reward_composition_tidy_only_when_weighted_and_noise_control_alone(tmp_path):
     from demo.run import grpo_flags
 
     def rewards(settings):
@@ -67,3 +67,7 @@ def test_tidy_reward_joins_the_composition_only_when_weighted(tmp_path):
 
     assert rewards(DemoSettings()) == {"shapes": 1.0, "shapes_strict": 0.5}
     assert rewards(DemoSettings(tidy_weight=0.5)) == {"shapes": 1.0, "shapes_strict": 0.5, "shapes_tidy": 0.5}
+    assert rewards(DemoSettings(reward="noise_control", tidy_weight=0.5)) == {"noise_control": 1.0}
+    with pytest.raises(SystemExit, match="--reward must be"):
+        main(["--reward", "clip", "--out", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()

@@ -195,3 +195,17 @@ def test_hps_variants_share_one_model(tmp_path):
     assert len({id(f.scorer) for f in composer.functions.values()}) == 1
     with pytest.raises(RewardError, match="hpsv2_text.*captions"):
         composer(smooth_images(2, 224), [1, 2])
+
+
+def test_noise_control_ignores_image_and_prompt_and_is_standard_normal():
+    def build():
+        return rewards.build_reward(["noise_control"])
+
+    bright, dark = torch.ones(64, 3, 8, 8), torch.zeros(64, 3, 8, 8)
+    first, _ = build()(bright, ["a photo of a red circle"] * 64)
+    again, _ = build()(dark, ["a photo of a blue square"] * 64)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)  # same seed: the image and prompt change nothing
+    composer = build()
+    draws = torch.cat([composer(bright, [0] * 64)[0] for _ in range(64)])
+    assert len(draws.unique()) == len(draws)  # fresh noise on every call
+    assert abs(draws.mean().item()) < 0.1 and abs(draws.std().item() - 1) < 0.1  # 4096 draws: se ~0.016
