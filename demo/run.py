@@ -15,7 +15,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from demo.pretrain import (
     train_vq,
 )
 from demo.world import NUM_CLASSES, class_spec, parse_caption, sample_prompts
+from grpo.config import GRPOConfig
 from tokenizer.vq_model import VQModel, load_vq
 
 
@@ -359,6 +360,17 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
     return summary
 
 
+def _choices() -> dict[str, tuple[str, ...]]:
+    """Allowed values of the string settings; the trainer's own ones come from its config."""
+    trainer = {f.name: f.metadata["choices"] for f in fields(GRPOConfig)}
+    return {
+        "task": ("t2i", "c2i"),
+        "reward": ("shapes", "noise_control"),
+        "logp_guidance": trainer["logp_guidance"],
+        "scale_rewards": trainer["scale_rewards"],
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = DemoSettings()
@@ -371,10 +383,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     settings = DemoSettings(**{k: getattr(args, k) for k in asdict(DemoSettings())})
-    if settings.task not in ("t2i", "c2i"):
-        raise SystemExit(f"--task must be t2i or c2i, got {settings.task!r}")
-    if settings.reward not in ("shapes", "noise_control"):
-        raise SystemExit(f"--reward must be shapes or noise_control, got {settings.reward!r}")
+    for name, allowed in _choices().items():  # before minutes of pretraining, not after
+        if getattr(settings, name) not in allowed:
+            raise SystemExit(f"--{name} must be one of {', '.join(allowed)}; got {getattr(settings, name)!r}")
     return run(settings, Path(args.out))
 
 

@@ -70,4 +70,6 @@ def test_reward_composition_tidy_only_when_weighted_and_noise_control_alone(tmp_
     assert rewards(DemoSettings(reward="noise_control", tidy_weight=0.5)) == {"noise_control": 1.0}
     with pytest.raises(SystemExit, match="--reward must be"):
         main(["--reward", "clip", "--out", str(tmp_path / "never")])
+    with pytest.raises(SystemExit, match="--logp_guidance must be one of cfg, cond"):
+        main(["--logp_guidance", "full", "--out", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
