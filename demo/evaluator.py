@@ -66,17 +66,15 @@ def evaluate(spec: PromptSpec, detections: Sequence[Detection]) -> Verdict:
     count check needs ``count`` of them, the colour check needs them all of the named colour, and a position
     check needs every found object to stand in the relation to every object found for the target, both
     groups having passed their own checks. Exclude requirements fail on ``count`` or more matching objects.
-    GenEval orders candidates by detector confidence; here objects of the named colour come first, then
-    larger ones, so "a red circle" is satisfied by any red circle. For counts above one a dense-only
+    GenEval takes the most confident detections of the class, whatever their colour; here the largest objects
+    stand in for the most confident, so "a red circle" beside a larger blue circle fails, as in GenEval, and
+    scattering extra objects in every colour does not pass a colour check. For counts above one a dense-only
     "present" check (at least one matching object) grades partial counts; it never changes ``strict``.
     """
     checks: list[Check] = []
     groups: list[list[Detection] | None] = []
     for req in spec.include:
-        candidates = sorted(
-            (d for d in detections if d.shape == req.shape),
-            key=lambda d: (req.colour is not None and d.colour != req.colour, -d.area),
-        )
+        candidates = sorted((d for d in detections if d.shape == req.shape), key=lambda d: -d.area)
         found = candidates[: req.count]
         name = _describe(req)
         if req.count > 1:

@@ -354,8 +354,13 @@ def test_geneval_rules_on_detections():
         return Detection(shape, colour, size * size, (x, y, x + size, y + size))
 
     spec = parse_caption("a photo of a red circle")
-    # a red circle next to a larger blue one still counts: candidates of the named colour come first
-    assert evaluate(spec, [det("circle", "blue", 0, 0, 14), det("circle", "red", 20, 20)]).strict
+    # GenEval judges the colour of the most confident circle (here: the largest), whatever its colour
+    assert not evaluate(spec, [det("circle", "blue", 0, 0, 14), det("circle", "red", 20, 20)]).strict
+    assert evaluate(spec, [det("circle", "blue", 0, 0, 8), det("circle", "red", 20, 20)]).strict
+    # so extra circles in other colours cannot buy a pass, while other shapes do not matter
+    clutter = [det("circle", c, 20 * i, 0, 12) for i, c in enumerate(["blue", "green", "yellow"])]
+    assert not evaluate(spec, [*clutter, det("circle", "red", 0, 20)]).strict
+    assert evaluate(spec, [det("square", "blue", 0, 0, 14), det("circle", "red", 20, 20)]).strict
     # unrecognised blobs match nothing
     assert not evaluate(spec, [Detection(None, "red", 100, (0, 0, 10, 10))]).strict
     # position with no target: GenEval's "no target" failure
