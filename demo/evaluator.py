@@ -33,11 +33,17 @@ class Verdict:
     caption: str
     checks: tuple[Check, ...]
     detections: tuple[Detection, ...]
+    asked: int  # objects the prompt asks for
 
     @property
     def strict(self) -> bool:
         """GenEval's ``correct``: every requirement holds."""
         return all(c.passed for c in self.checks)
+
+    @property
+    def exact(self) -> bool:
+        """Correct with nothing else in the image: GenEval ignores extra objects, this does not."""
+        return self.strict and len(self.detections) == self.asked
 
     @property
     def dense(self) -> float:
@@ -99,7 +105,7 @@ def evaluate(spec: PromptSpec, detections: Sequence[Detection]) -> Verdict:
     for req in spec.exclude:
         n = sum(_matches(d, req) for d in detections)
         checks.append(Check("exclude", f"{_describe(req)}: found {n}, need < {req.count}", n < req.count))
-    return Verdict(spec.tag, spec.caption, tuple(checks), tuple(detections))
+    return Verdict(spec.tag, spec.caption, tuple(checks), tuple(detections), spec.num_objects)
 
 
 def evaluate_images(images: np.ndarray, specs: Sequence[PromptSpec]) -> list[Verdict]:
@@ -124,11 +130,14 @@ def geneval_style_report(verdicts: Sequence[Verdict]) -> dict[str, Any]:
             "correct": correct,
             "total": len(group),
             "dense": float(np.mean([v.dense for v in group])),
+            "exact": sum(v.exact for v in group) / len(group),
         }
     return {
         "per_tag": per_tag,
         "overall": float(np.mean([r["accuracy"] for r in per_tag.values()])),
         "overall_dense": float(np.mean([r["dense"] for r in per_tag.values()])),
+        # the same mean over tags, counting an image only if it also holds no extra object (clutter-proof)
+        "overall_exact": float(np.mean([r["exact"] for r in per_tag.values()])),
         "num_images": len(verdicts),
     }
 
@@ -154,5 +163,6 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     lines.append(
         f"Overall score (avg. over tasks): {report['overall']:.5f}  dense {report['overall_dense']:.5f}"
+        f"  no extra objects {report['overall_exact']:.5f}"
     )
     return "\n".join(lines)

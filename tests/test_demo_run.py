@@ -37,6 +37,10 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
     )
     assert saved["paired_strict"]["n"] == 16 and "z =" in (folder / "report.md").read_text()
     assert saved["objects_per_image"]["asked"] >= 1 and saved["objects_per_image"]["before"] >= 0
+    # clutter-proof accuracy: never above GenEval's (an exact image is a correct one), and in the report
+    for phase in ("before", "after"):
+        assert 0 <= saved[f"exact_{phase}"] <= saved[phase]["overall"]
+    assert saved["paired_exact"]["n"] == 16 and "no extra objects" in (folder / "report.md").read_text()
     assert (tmp_path / "cache").is_dir() and list((tmp_path / "cache").glob("*/text_encoder/config.json"))
     assert summary["pretrain"]["cached"] is False
     again = run(settings, tmp_path, models)  # second run reuses the pretrained artifacts

@@ -207,6 +207,7 @@ def test_evaluator_is_right_on_clean_generated_images(clean_t2i):
     print("\nclean generated images (1200):\n" + format_report(report))
     assert report["num_images"] == 1200 and set(report["per_tag"]) == set(TAGS)
     assert all(r["accuracy"] >= 0.99 for r in report["per_tag"].values()), report
+    assert report["overall_exact"] >= 0.99, report  # and no phantom extra objects
     c2i = build_c2i(150, seed=9)
     verdicts = evaluate_images(c2i.images, [class_spec(int(c)) for c in c2i.class_ids])
     assert sum(v.strict for v in verdicts) / len(verdicts) >= 0.99
@@ -375,10 +376,28 @@ def test_report_averages_per_tag_accuracies_like_geneval():
     miss = evaluate(parse_caption("a photo of two red circles"), [])
     report = geneval_style_report([ok, ok, bad, miss])
     assert report["per_tag"]["single_object"]["accuracy"] == pytest.approx(2 / 3)
-    assert report["per_tag"]["counting"] == {"accuracy": 0.0, "correct": 0, "total": 1, "dense": 0.25}
+    assert report["per_tag"]["counting"] == {
+        "accuracy": 0.0, "correct": 0, "total": 1, "dense": 0.25, "exact": 0.0
+    }
     assert report["overall"] == pytest.approx((2 / 3 + 0.0) / 2)  # mean over tags, not over images (0.5)
     with pytest.raises(ValueError, match="no verdicts"):
         geneval_style_report([])
+
+
+def test_exact_accuracy_counts_correct_images_without_extra_objects():
+    circle = Detection("circle", "red", 80, (0, 0, 10, 10))
+    square = Detection("square", "blue", 80, (20, 0, 30, 10))
+    blob = Detection(None, "green", 30, (0, 20, 5, 25))
+    spec = parse_caption("a photo of a circle")
+    tidy, cluttered, smudged = (evaluate(spec, dets) for dets in ([circle], [circle, square], [circle, blob]))
+    assert tidy.strict and cluttered.strict and smudged.strict  # GenEval ignores what else is in the image
+    assert tidy.exact and not cluttered.exact and not smudged.exact
+    two = evaluate(parse_caption("a photo of a circle and a square"), [circle, square])
+    assert two.exact and two.asked == 2
+    report = geneval_style_report([tidy, cluttered, two])
+    assert report["per_tag"]["single_object"]["exact"] == pytest.approx(0.5)
+    assert report["overall"] == pytest.approx(1.0)
+    assert report["overall_exact"] == pytest.approx((0.5 + 1.0) / 2)
 
 
 # ------------------------------------------------------------------------------------ evaluator: noise
