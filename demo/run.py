@@ -143,7 +143,7 @@ def evaluate(
     }
     # GenEval's rules ignore extra objects, so a policy can score by clutter: keep the object count in view.
     report["objects_per_image"] = sum(len(v.detections) for v in verdicts) / len(verdicts)
-    report["objects_asked_per_image"] = sum(spec.num_objects for spec in specs) / len(specs)
+    report["objects_asked_per_image"] = sum(v.asked for v in verdicts) / len(verdicts)
     return report, images
 
 

@@ -53,10 +53,7 @@ class ShapesReward(RewardFunction):
             )
         verdicts = evaluate_images(pixels.permute(0, 2, 3, 1).numpy(), specs)
         if self.mode == "tidy":
-            values = [
-                min(spec.num_objects, len(v.detections)) / max(spec.num_objects, len(v.detections))
-                for spec, v in zip(specs, verdicts)
-            ]
+            values = [min(v.asked, len(v.detections)) / max(v.asked, len(v.detections)) for v in verdicts]
         else:
             values = [v.dense if self.mode == "dense" else float(v.strict) for v in verdicts]
         return torch.tensor(values, dtype=torch.float32, device=images.device)
