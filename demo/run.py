@@ -148,10 +148,14 @@ def evaluate(
 
 
 def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
-    """Training-split captions for GRPO (t2i); c2i draws class ids itself."""
+    """Training-split captions for GRPO (t2i), tags in equal shares; c2i draws class ids itself.
+
+    Repeats are kept on purpose: the metric averages over tags, so GRPO must see every tag as often. Without
+    repeats the big pools (position: 480 captions, single_object: 3) would set the mix instead.
+    """
     specs = sample_prompts(512, seed=settings.seed + 2000, split="train")
     path = folder / "grpo_prompts.txt"
-    path.write_text("\n".join(dict.fromkeys(s.caption for s in specs)) + "\n")
+    path.write_text("\n".join(s.caption for s in specs) + "\n")
     return path
 
 

@@ -77,3 +77,22 @@ def test_reward_composition_tidy_only_when_weighted_and_noise_control_alone(tmp_
     with pytest.raises(SystemExit, match="--logp_guidance must be one of cfg, cond"):
         main(["--logp_guidance", "full", "--out", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
+
+
+def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
+    """The metric averages over tags, so GRPO must train on them equally often, whatever each pool's size.
+
+    The trainer draws prompts uniformly from the file's lines; repeats are what keep the small pools in.
+    """
+    from collections import Counter
+
+    from dataset.prompts import load_prompts
+    from demo.run import grpo_prompt_file
+    from demo.world import TAGS, parse_caption, prompt_pool
+
+    path = grpo_prompt_file(DemoSettings(seed=3), tmp_path)
+    captions = [r.text for r in load_prompts(path)]
+    shares = Counter(parse_caption(c).tag for c in captions)
+    assert set(shares) == set(TAGS) and max(shares.values()) - min(shares.values()) <= 1, shares
+    train = {t: {s.caption for s in prompt_pool(t, "train")} for t in TAGS}
+    assert all(c in train[parse_caption(c).tag] for c in captions)  # nothing held out leaks into training
