@@ -71,7 +71,7 @@ def _cache_key(settings: DemoSettings, models: DemoModels) -> str:
         for k, v in asdict(settings).items()
         if k in ("task", "seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps")
     }
-    text = json.dumps({"settings": relevant, "models": asdict(models), "version": 3}, sort_keys=True)
+    text = json.dumps({"settings": relevant, "models": asdict(models), "version": 4}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -82,15 +82,18 @@ def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[P
     info: dict = {"cached": vq_path.is_file() and gpt_path.is_file()}
     if info["cached"]:
         return vq_path, gpt_path, info
+    # One tokenizer for both tasks, trained on the multi-object scenes (as LlamaGen's VQ serves c2i and t2i):
+    # trained on one object per image, the VQ lost two or three of the five colours (docs/demo.md).
+    scenes = build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
     if settings.task == "t2i":
-        data = build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
+        data = scenes
     else:
         data = build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
     images = data.tensors()
     if vq_path.is_file():
         vq = load_vq(vq_path, "VQ-16", **models.vq)
     else:
-        vq, vq_info = train_vq(images, models, settings.vq_steps, settings.seed)
+        vq, vq_info = train_vq(scenes.tensors(), models, settings.vq_steps, settings.seed)
         info.update(vq_info)
         save_model(vq, vq_path)
     tokens = tokenize(vq, images)

@@ -7,10 +7,11 @@ the models are untrained and only the mechanics are checked.)
 import json
 
 import pytest
+import torch
 
 from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
-from demo.run import DemoSettings, main, run
+from demo.run import DemoSettings, main, pretrain, run
 
 
 @pytest.mark.slow
@@ -45,6 +46,21 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
     assert summary["pretrain"]["cached"] is False
     again = run(settings, tmp_path, models)  # second run reuses the pretrained artifacts
     assert again["pretrain"]["cached"] is True
+
+
+@pytest.mark.slow
+def test_c2i_and_t2i_share_one_tokenizer_trained_on_scenes(tmp_path):
+    """Trained on one object per image, the c2i VQ lost two or three of the five colours (docs/demo.md)."""
+    models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=16, caption_dim=32)
+    paths = {}
+    for task in ("t2i", "c2i"):
+        settings = DemoSettings(task=task, pretrain_prompts=8, images_per_prompt=2, vq_steps=3, gpt_steps=1)
+        paths[task] = pretrain(settings, models, tmp_path / task)[0]
+    t2i_vq = torch.load(paths["t2i"], map_location="cpu")["model"]
+    c2i_vq = torch.load(paths["c2i"], map_location="cpu")["model"]
+    assert t2i_vq.keys() == c2i_vq.keys()
+    for name, weight in t2i_vq.items():
+        assert torch.equal(weight, c2i_vq[name]), name
 
 
 def test_paired_gain_matches_hand_computation():
