@@ -7,6 +7,7 @@ A verdict lists every requirement of the prompt as a pass/fail check. ``strict``
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,7 +154,9 @@ def paired_gain(before: Sequence[float], after: Sequence[float]) -> dict[str, fl
         raise ValueError(f"need two equal-length lists of at least 2 scores, got shape {diff.shape}")
     se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
     gain = float(diff.mean())
-    return {"gain": gain, "se": se, "z": gain / se if se > 0 else float("inf") * np.sign(gain), "n": len(diff)}
+    # se = 0: every sample changed by the same amount, so either nothing changed (z = 0) or all did (z = ±inf)
+    z = gain / se if se > 0 else 0.0 if gain == 0 else math.copysign(math.inf, gain)
+    return {"gain": gain, "se": se, "z": z, "n": len(diff)}
 
 
 def format_report(report: dict[str, Any]) -> str:

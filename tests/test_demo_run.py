@@ -72,6 +72,8 @@ def test_paired_gain_matches_hand_computation():
     assert result["gain"] == pytest.approx(0.4) and result["se"] == pytest.approx(sd / 5**0.5)
     assert result["z"] == pytest.approx(0.4 / (sd / 5**0.5)) and result["n"] == 5
     assert paired_gain([1, 0], [0, 1])["z"] == pytest.approx(0.0)
+    assert paired_gain([1, 0], [1, 0])["z"] == 0.0  # nothing changed: z is 0, not NaN
+    assert paired_gain([0, 0], [1, 1])["z"] == float("inf")
     with pytest.raises(ValueError, match="at least 2"):
         paired_gain([1], [0])
 
