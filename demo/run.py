@@ -82,18 +82,21 @@ def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[P
     info: dict = {"cached": vq_path.is_file() and gpt_path.is_file()}
     if info["cached"]:
         return vq_path, gpt_path, info
-    # One tokenizer for both tasks, trained on the multi-object scenes (as LlamaGen's VQ serves c2i and t2i):
-    # trained on one object per image, the VQ lost two or three of the five colours (docs/demo.md).
-    scenes = build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
+    def scenes():
+        return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
+
     if settings.task == "t2i":
-        data = scenes
+        data = scenes()
     else:
         data = build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
     images = data.tensors()
     if vq_path.is_file():
         vq = load_vq(vq_path, "VQ-16", **models.vq)
     else:
-        vq, vq_info = train_vq(scenes.tensors(), models, settings.vq_steps, settings.seed)
+        # One tokenizer for both tasks, trained on the multi-object scenes (LlamaGen's VQ serves c2i and t2i):
+        # trained on one object per image, the VQ lost two or three of the five colours (docs/demo.md).
+        vq_images = images if settings.task == "t2i" else scenes().tensors()
+        vq, vq_info = train_vq(vq_images, models, settings.vq_steps, settings.seed)
         info.update(vq_info)
         save_model(vq, vq_path)
     tokens = tokenize(vq, images)

@@ -5,13 +5,16 @@ the models are untrained and only the mechanics are checked.)
 """
 
 import json
+from collections import Counter
 
 import pytest
 import torch
 
+from dataset.prompts import load_prompts
 from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
-from demo.run import DemoSettings, main, pretrain, run
+from demo.run import DemoSettings, grpo_prompt_file, main, pretrain, run
+from demo.world import TAGS, parse_caption, prompt_pool
 
 
 @pytest.mark.slow
@@ -102,12 +105,6 @@ def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
 
     The trainer draws prompts uniformly from the file's lines; repeats are what keep the small pools in.
     """
-    from collections import Counter
-
-    from dataset.prompts import load_prompts
-    from demo.run import grpo_prompt_file
-    from demo.world import TAGS, parse_caption, prompt_pool
-
     path = grpo_prompt_file(DemoSettings(seed=3), tmp_path)
     captions = [r.text for r in load_prompts(path)]
     shares = Counter(parse_caption(c).tag for c in captions)
