@@ -378,8 +378,7 @@ def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
 
 
 def _shapes_factory(mode: str, name: str) -> RewardFactory:
-    """The offline demo's exact shapes-world evaluator (dense: fraction of constraints met; strict: 0/1;
-    tidy: as many objects as asked)."""
+    """The offline demo's exact shapes-world evaluator (modes in reward_utils/shapes.py)."""
 
     def build(o: RewardOptions, cache: ModelCache) -> RewardFunction:
         from reward_utils.shapes import ShapesReward
@@ -421,6 +420,9 @@ register_reward("fid", _fid)
 register_reward("shapes", _shapes_factory("dense", "shapes"))
 register_reward("shapes_strict", _shapes_factory("strict", "shapes_strict"))
 register_reward("shapes_tidy", _shapes_factory("tidy", "shapes_tidy"))
+register_reward("shapes_clean", _shapes_factory("clean", "shapes_clean"))
+register_reward("shapes_exact", _shapes_factory("exact", "shapes_exact"))
+register_reward("shapes_colour", _shapes_factory("colour", "shapes_colour"))
 
 
 def _noise_control(o: RewardOptions, cache: ModelCache) -> RewardFunction:

@@ -8,6 +8,12 @@ prompt. ``mode="dense"`` rewards the fraction of the prompt's requirements met (
 rewarded by them alone learns to scatter blobs until one passes; this term makes clutter cost. It is
 symmetric on purpose: a one-sided ``min(1, asked / found)`` paid full marks for a single object whatever the
 prompt asked, and GRPO learned to draw one object for two-object prompts (docs/demo.md).
+
+``mode="clean"`` is ``dense * tidy``: graded like dense, but an extra or missing object scales the whole reward
+down, so clutter can never pay. ``mode="exact"`` is the clutter-free verdict itself (GenEval-correct with nothing
+else in the image), the demo's headline metric as a 0/1 reward. ``mode="colour"`` is the fraction of the image's
+pixels in the colour the prompt names (single-colour prompts only): a reward every colour can learn quickly,
+used to test that GRPO learns a prompt-dependent reward at all.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from demo.evaluator import evaluate_images
-from demo.world import PromptSpec, class_spec, parse_caption
+from demo.detect import colour_map
+from demo.evaluator import Verdict, evaluate_images
+from demo.world import COLOUR_NAMES, PromptSpec, class_spec, parse_caption
 from reward_utils.base import Prompt, RewardError, RewardFunction
 
-MODES = ("dense", "strict", "tidy")
+MODES = ("dense", "strict", "tidy", "clean", "exact", "colour")
 
 
 class ShapesReward(RewardFunction):
@@ -51,11 +58,11 @@ class ShapesReward(RewardFunction):
             raise RewardError(
                 f"reward 'shapes': images must lie in [0, 1], got values in [{lo:.3f}, {hi:.3f}]"
             )
-        verdicts = evaluate_images(pixels.permute(0, 2, 3, 1).numpy(), specs)
-        if self.mode == "tidy":
-            values = [min(v.asked, len(v.detections)) / max(v.asked, len(v.detections)) for v in verdicts]
+        channel_last = pixels.permute(0, 2, 3, 1).numpy()
+        if self.mode == "colour":
+            values = _colour_fractions(channel_last, specs, prompts)
         else:
-            values = [v.dense if self.mode == "dense" else float(v.strict) for v in verdicts]
+            values = [_verdict_value(v, self.mode) for v in evaluate_images(channel_last, specs)]
         return torch.tensor(values, dtype=torch.float32, device=images.device)
 
     def _spec(self, index: int, prompt: Prompt, row: dict[str, Any] | None) -> PromptSpec:
@@ -77,6 +84,29 @@ class ShapesReward(RewardFunction):
                 f"reward 'shapes': metadata #{index} describes {given.caption!r} but the prompt is {prompt!r}"
             )
         return given
+
+
+def _verdict_value(verdict: Verdict, mode: str) -> float:
+    tidy = min(verdict.asked, len(verdict.detections)) / max(verdict.asked, len(verdict.detections))
+    return {
+        "dense": verdict.dense,
+        "strict": float(verdict.strict),
+        "tidy": tidy,
+        "clean": verdict.dense * tidy,
+        "exact": float(verdict.exact),
+    }[mode]
+
+
+def _colour_fractions(images: np.ndarray, specs: list[PromptSpec], prompts: Sequence[Prompt]) -> list[float]:
+    """Fraction of each image's pixels whose palette colour is the one its prompt names."""
+    wanted = []
+    for i, spec in enumerate(specs):
+        colours = {req.colour for req in spec.include}
+        if len(colours) != 1 or None in colours:
+            raise RewardError(f"reward 'shapes_colour': prompt #{i} {prompts[i]!r} does not name exactly one colour")
+        wanted.append(COLOUR_NAMES.index(colours.pop()))
+    palette_index = colour_map(images)
+    return (palette_index == np.array(wanted)[:, None, None]).mean(axis=(1, 2)).tolist()
 
 
 def _spec_from_prompt(index: int, prompt: Prompt) -> PromptSpec:
