@@ -146,8 +146,8 @@ def build_text_encoder(args: argparse.Namespace, device: torch.device):
     return encoder
 
 
-def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[str, float]:
-    """Build everything from flags and train. ``make_prompts(args)`` -> PromptSource;
+def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
+    """Build everything from flags: the trainer a training script runs. ``make_prompts(args)`` -> PromptSource;
     ``make_encoder(args, device)`` -> ConditionEncoder."""
     from accelerate import Accelerator
 
@@ -161,7 +161,7 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
     policy = build_policy(args)
     vq = build_vq(args, accelerator.device)
     reward = build_reward(args.reward_funcs, args.reward_weights, reward_options_from_args(args), accelerator.device)
-    trainer = GRPOTrainer(
+    return GRPOTrainer(
         config,
         policy,
         image_decoder(vq, args.image_size, args.downsample_size),
@@ -171,4 +171,8 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
         accelerator,
         run_config={k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
     )
-    return trainer.train()
+
+
+def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[str, float]:
+    """Build everything from flags and train."""
+    return build_trainer(args, make_prompts, make_encoder).train()
