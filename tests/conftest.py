@@ -17,3 +17,9 @@ torch.set_num_threads(int(os.environ.get("AR_GRPO_TEST_THREADS", "1")))
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory):
+    """One demo output root per test session, so the demo's pretrained models are built once and shared."""
+    return tmp_path_factory.mktemp("demo")
