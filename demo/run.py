@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -58,10 +59,8 @@ class DemoSettings:
     learning_rate: float = 2e-4
     beta: float = 0.0  # the KL anchor held the policy back here (docs/demo.md); no reference model needed
     warmup_steps: int = 20  # Adam's first full-size steps on 48 noisy samples derailed some runs (docs/demo.md)
-    reward: str = "shapes"  # or "noise_control": noise that ignores the images, the null baseline (docs/demo.md)
-    strict_weight: float = 0.5  # second reward (strict GenEval correctness) to show composition
-    tidy_weight: float = 0.0  # > 0 adds the `shapes_tidy` reward: as many objects as asked (docs/demo.md)
-    logp_guidance: str = "cond"  # measured best here and 1.4x cheaper (docs/demo.md)
+    reward: str = "clean"  # a key of REWARDS
+    logp_guidance: str = "cfg"  # on-policy; "cond" (upstream's) collapses here (docs/trainer.md)
     scale_rewards: str = "group"
 
 
@@ -73,6 +72,11 @@ def _cache_key(settings: DemoSettings, models: DemoModels) -> str:
     }
     text = json.dumps({"settings": relevant, "models": asdict(models), "version": 4}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def cache_folder(out: Path, settings: DemoSettings, models: DemoModels) -> Path:
+    """Where the pretrained models of these settings are kept under the demo's output root."""
+    return out / "cache" / _cache_key(settings, models)
 
 
 def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[Path, Path, dict]:
@@ -153,6 +157,24 @@ def evaluate(
     return report, images
 
 
+def run_folder(out: Path, settings: DemoSettings) -> Path:
+    """``<task>_seed<seed>`` for the default reward, with the reward's name appended for the others."""
+    name = f"{settings.task}_seed{settings.seed}"
+    return out / (name if settings.reward == DemoSettings.reward else f"{name}_{settings.reward}")
+
+
+def require_finished(grpo_dir: Path, steps: int) -> None:
+    """Stop, rather than evaluate a partial run as if it were the result (e.g. after a SIGTERM)."""
+    final = grpo_dir / "gpt_final.pt"
+    done = torch.load(final, map_location="cpu", weights_only=True).get("steps") if final.is_file() else None
+    if done != steps:
+        reached = "no final model" if done is None else f"the final model has {done} steps"
+        raise SystemExit(
+            f"[demo] GRPO did not finish ({reached}, {steps} asked): the run in {grpo_dir} is partial, so it is "
+            "not evaluated. Run the demo again to start over."
+        )
+
+
 def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
     """Training-split captions for GRPO (t2i), tags in equal shares; c2i draws class ids itself.
 
@@ -165,15 +187,29 @@ def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
     return path
 
 
+REWARDS: dict[str, dict[str, float]] = {
+    # graded, but an extra or missing object scales the reward down, plus GenEval-correct with nothing extra
+    "clean": {"shapes_clean": 1.0, "shapes_exact": 0.5},
+    # GenEval's rules alone ignore extra objects: GRPO learns to fill the image with blobs (the lesson)
+    "geneval_rules": {"shapes": 1.0, "shapes_strict": 0.5},
+    # noise that ignores the images: how far update noise alone moves the scores (the null control)
+    "noise_control": {"noise_control": 1.0},
+}
+"""The demo's reward compositions (names from img_gen_grpo_rewards.py), chosen with ``--reward``."""
+
+
+REWARD_LABELS = {
+    "shapes": "dense (fraction of constraints met)",
+    "shapes_strict": "strict (GenEval correct)",
+    "shapes_clean": "clean (dense x as many objects as asked)",
+    "shapes_exact": "exact (correct, nothing extra)",
+    "noise_control": "noise (control: ignores the images)",
+}
+
+
 def reward_flags(settings: DemoSettings) -> list[str]:
-    """The evaluator's rewards (dense + strict, optionally tidy), or the noise control in their place."""
-    if settings.reward == "noise_control":
-        return ["--reward_funcs", "noise_control", "--reward_weights", "1.0"]
-    funcs, weights = ["shapes", "shapes_strict"], [1.0, settings.strict_weight]
-    if settings.tidy_weight > 0:
-        funcs.append("shapes_tidy")
-        weights.append(settings.tidy_weight)
-    return ["--reward_funcs", *funcs, "--reward_weights", *map(str, weights)]
+    rewards = REWARDS[settings.reward]
+    return ["--reward_funcs", *rewards, "--reward_weights", *map(str, rewards.values())]
 
 
 def grpo_flags(
@@ -260,18 +296,13 @@ def reward_curve(metrics_file: Path, out: Path) -> None:
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     window = 5  # each step sees different prompts: a moving mean shows the trend
-    for key, label, colour in [
-        ("reward/shapes_mean", "dense (fraction of constraints met)", "tab:blue"),
-        ("reward/shapes_strict_mean", "strict (GenEval correct)", "tab:orange"),
-        ("reward/shapes_tidy_mean", "tidy (as many objects as asked)", "tab:green"),
-        ("reward/noise_control_mean", "noise (control: ignores the images)", "tab:gray"),
-    ]:
-        if key not in rows[0]:
-            continue
+    names = [k[len("reward/") : -len("_mean")] for k in rows[0] if k.startswith("reward/") and k.endswith("_mean")]
+    for name in [n for n in names if n != "total"]:
+        key, label = f"reward/{name}_mean", REWARD_LABELS.get(name, name)
         values = [r[key] for r in rows]
         smooth = [sum(values[max(0, i - window + 1) : i + 1]) / min(i + 1, window) for i in range(len(values))]
-        ax.plot(steps, values, color=colour, alpha=0.3, linewidth=1)
-        ax.plot(steps, smooth, color=colour, label=f"{label}, {window}-step mean")
+        (line,) = ax.plot(steps, smooth, label=f"{label}, {window}-step mean")
+        ax.plot(steps, values, color=line.get_color(), alpha=0.3, linewidth=1)
     ax.set_xlabel("GRPO step")
     ax.set_ylabel("mean reward of the rollout")
     ax.set_title("Shapes world: reward during GRPO")
@@ -280,6 +311,46 @@ def reward_curve(metrics_file: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
+
+
+def hacking_vs_honest(out: Path, settings: DemoSettings) -> Path | None:
+    """Once both the honest (default) and the GenEval-rules run of a task and seed exist: one picture of the
+    same prompts and seeds before GRPO, after honest GRPO and after GRPO that games GenEval's rules."""
+    from dataclasses import replace
+
+    from PIL import Image, ImageDraw
+
+    honest = run_folder(out, replace(settings, reward=DemoSettings.reward))
+    hacked = run_folder(out, replace(settings, reward="geneval_rules"))
+    if not all((d / "summary.json").is_file() for d in (honest, hacked)):
+        return None
+    rows = []
+    for label, folder, image in [
+        ("before GRPO", honest, "samples_before.png"),
+        (f"after GRPO, reward '{DemoSettings.reward}'", honest, "samples_after.png"),
+        ("after GRPO, reward 'geneval_rules' (gameable)", hacked, "samples_after.png"),
+    ]:
+        summary = json.loads((folder / "summary.json").read_text())
+        when = "before" if "before" in image else "after"
+        text = (
+            f"{label}: GenEval-style {100 * summary[when]['overall']:.1f}%, "
+            f"clutter-free {100 * summary[f'exact_{when}']:.1f}%, "
+            f"{summary['objects_per_image'][when]:.1f} objects per image "
+            f"(asked {summary['objects_per_image']['asked']:.1f})"
+        )
+        grid = Image.open(folder / image).convert("RGB")
+        row = Image.new("RGB", (grid.width, grid.height + 16), "white")
+        row.paste(grid, (0, 16))
+        ImageDraw.Draw(row).text((2, 2), text, fill="black")
+        rows.append(row)
+    picture = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows)), "white")
+    top = 0
+    for row in rows:
+        picture.paste(row, (0, top))
+        top += row.height
+    path = out / f"{settings.task}_seed{settings.seed}_hacking_vs_honest.png"
+    picture.save(path)
+    return path
 
 
 def format_table(before: dict, after: dict) -> str:
@@ -298,21 +369,22 @@ def significance(summary: dict) -> str:
     strict, dense, exact = summary["paired_strict"], summary["paired_dense"], summary["paired_exact"]
     objects = summary["objects_per_image"]
     return (
-        f"Paired over the same {strict['n']} prompts and seeds: strict accuracy {100 * strict['gain']:+.1f} "
-        f"± {100 * strict['se']:.1f} points (z = {strict['z']:.1f}), dense reward {dense['gain']:+.3f} "
+        f"Paired over the same {exact['n']} prompts and seeds: **clutter-free score {100 * exact['gain']:+.1f} "
+        f"± {100 * exact['se']:.1f} points (z = {exact['z']:.1f})** (GenEval-correct with no extra object, the "
+        f"score clutter cannot buy); GenEval-style strict accuracy {100 * strict['gain']:+.1f} "
+        f"± {100 * strict['se']:.1f} (z = {strict['z']:.1f}); dense reward {dense['gain']:+.3f} "
         f"± {dense['se']:.3f} (z = {dense['z']:.1f}). Objects per image: {objects['before']:.1f} before, "
-        f"{objects['after']:.1f} after; the prompts ask for {objects['asked']:.1f} (GenEval's rules ignore extras); "
-        f"correct with no extra object {100 * exact['gain']:+.1f} ± {100 * exact['se']:.1f} points."
+        f"{objects['after']:.1f} after; the prompts ask for {objects['asked']:.1f}."
     )
 
 
 def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> dict:
     models = models or DemoModels()
     started = time.perf_counter()
-    run_dir = out / f"{settings.task}_seed{settings.seed}"
+    run_dir = run_folder(out, settings)
     run_dir.mkdir(parents=True, exist_ok=True)
     print(f"[demo] 1/4 pretraining a small VQ and {settings.task} GPT (cached after the first run)")
-    cache = out / "cache" / _cache_key(settings, models)
+    cache = cache_folder(out, settings, models)
     vq_path, gpt_path, pretrain_info = pretrain(settings, models, cache)
     phases = {"pretrain": time.perf_counter() - started}
     vq = load_vq(vq_path, "VQ-16", **models.vq)
@@ -332,6 +404,7 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
         import train_c2i as trainer_script
     trainer_script.main(grpo_flags(settings, models, vq_path, gpt_path, run_dir, cache / "text_encoder"))
     grpo_seconds = phases["grpo"] = time.perf_counter() - grpo_started
+    require_finished(run_dir / "grpo", settings.grpo_steps)
 
     print("[demo] 4/4 evaluating the GRPO model on the same prompts and seeds")
     tuned = load_gpt_weights(build_demo_gpt(models, settings.task, settings.seed), run_dir / "grpo" / "gpt_final.pt")
@@ -379,6 +452,11 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
         "![before](samples_before.png)\n\n![after](samples_after.png)\n\n![reward](reward_curve.png)\n"
     )
     print(f"\n{table}\n\n{significance(summary)}\nwall time {summary['wall_time_seconds']:.0f} s; results in {run_dir}")
+    comparison = hacking_vs_honest(out, settings)
+    if comparison is not None:
+        with (run_dir / "report.md").open("a") as report:
+            report.write(f"\n![honest vs gamed reward, same prompts and seeds](../{comparison.name})\n")
+        print(f"[demo] honest vs gamed reward, same prompts and seeds: {comparison}")
     return summary
 
 
@@ -387,7 +465,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     trainer = {f.name: f.metadata["choices"] for f in fields(GRPOConfig)}
     return {
         "task": ("t2i", "c2i"),
-        "reward": ("shapes", "noise_control"),
+        "reward": tuple(REWARDS),
         "logp_guidance": trainer["logp_guidance"],
         "scale_rewards": trainer["scale_rewards"],
     }
@@ -399,11 +477,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name}", type=type(value), default=value)
     parser.add_argument("--out", default="outputs/demo", help="run folder root (cache included)")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads; 0: the cores idle at start")
     return parser.parse_args(argv)
+
+
+def idle_cores() -> int:
+    """Cores not busy with other work right now (at least 1), from the one-minute load average.
+
+    Two intra-op threads on two cores that another process also uses wait on each other at every barrier,
+    and the run slows down many times over; as many threads as idle cores loses only the share that is taken.
+    """
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    threads = args.threads or idle_cores()
+    torch.set_num_threads(threads)
+    print(f"[demo] {threads} of {len(os.sched_getaffinity(0))} cores (--threads to choose)")
     settings = DemoSettings(**{k: getattr(args, k) for k in asdict(DemoSettings())})
     for name, allowed in _choices().items():  # before minutes of pretraining, not after
         if getattr(settings, name) not in allowed:

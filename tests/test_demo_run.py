@@ -81,7 +81,7 @@ def test_paired_gain_matches_hand_computation():
         paired_gain([1], [0])
 
 
-def test_reward_composition_tidy_only_when_weighted_and_noise_control_alone(tmp_path):
+def test_reward_presets_reach_the_trainer_flags(tmp_path):
     from demo.run import grpo_flags
 
     def rewards(settings):
@@ -90,9 +90,9 @@ def test_reward_composition_tidy_only_when_weighted_and_noise_control_alone(tmp_
         weights = flags[flags.index("--reward_weights") + 1 : flags.index("--reward_weights") + 1 + len(funcs)]
         return dict(zip(funcs, map(float, weights)))
 
-    assert rewards(DemoSettings()) == {"shapes": 1.0, "shapes_strict": 0.5}
-    assert rewards(DemoSettings(tidy_weight=0.5)) == {"shapes": 1.0, "shapes_strict": 0.5, "shapes_tidy": 0.5}
-    assert rewards(DemoSettings(reward="noise_control", tidy_weight=0.5)) == {"noise_control": 1.0}
+    assert rewards(DemoSettings()) == {"shapes_clean": 1.0, "shapes_exact": 0.5}
+    assert rewards(DemoSettings(reward="geneval_rules")) == {"shapes": 1.0, "shapes_strict": 0.5}
+    assert rewards(DemoSettings(reward="noise_control")) == {"noise_control": 1.0}
     with pytest.raises(SystemExit, match="--reward must be"):
         main(["--reward", "clip", "--out", str(tmp_path / "never")])
     with pytest.raises(SystemExit, match="--logp_guidance must be one of cfg, cond"):
