@@ -113,9 +113,18 @@ class RewardOptions:
     reward_server_format: str = _opt("pickle", "reward-server wire format", choices=("pickle", "json"))
     reward_server_batch_size: int = _opt(64, "images per reward-server request")
     # --- every remote reward ---
-    reward_timeout: float = _opt(120.0, "seconds to wait for one remote answer")
-    reward_retries: int = _opt(3, "attempts per remote request (connection errors, timeouts, 5xx, 429)")
-    reward_backoff: float = _opt(1.0, "first retry delay in seconds, doubled per retry")
+    reward_timeout: float = _opt(
+        120.0, "total deadline in seconds of one remote request: the whole answer, retries and waits included"
+    )
+    reward_retries: int = _opt(
+        3, "attempts per remote request within its deadline (connection lost, 5xx, 429, answer cut short)"
+    )
+    reward_backoff: float = _opt(
+        1.0, "urllib3 backoff factor: waits 0, 2x, 4x ... s between attempts, plus up to x s of jitter"
+    )
+    reward_max_response_bytes: int = _opt(8 * 2**20, "largest remote answer body accepted, in bytes")
+    reward_max_depth: int = _opt(32, "deepest nesting of lists/dicts accepted in a remote answer")
+    reward_max_items: int = _opt(1_000_000, "most list/dict elements accepted in one remote answer, in all")
     reward_max_concurrency: int = _opt(8, "remote requests in flight per reward")
     reward_api_key: str | None = _opt(
         _env(API_KEY_ENV, None), f"API key for remote rewards (prefer the env var {API_KEY_ENV})", repr=False
@@ -169,6 +178,12 @@ def _retry(o: RewardOptions):
     from reward_utils.remote import RetryPolicy
 
     return RetryPolicy(attempts=o.reward_retries, backoff=o.reward_backoff)
+
+
+def _limits(o: RewardOptions):
+    from reward_utils.answer_limits import ResponseLimits
+
+    return ResponseLimits(o.reward_max_response_bytes, o.reward_max_depth, o.reward_max_items)
 
 
 def _require_url(url: str | None, flag: str) -> str:
@@ -268,6 +283,7 @@ def _qwen_judge(o: RewardOptions, cache: ModelCache):
                 retry=_retry(o),
                 max_concurrency=o.reward_max_concurrency,
                 sampling=JUDGE_SAMPLING,
+                limits=_limits(o),
             )
         ),
     )
@@ -321,6 +337,7 @@ def _unifiedreward(o: RewardOptions, cache: ModelCache) -> RewardFunction:
         retry=_retry(o),
         max_concurrency=o.reward_max_concurrency,
         sampling={"temperature": 0.0},
+        limits=_limits(o),
     )
     return VLMJudgeReward(
         "unifiedreward",
@@ -344,6 +361,7 @@ def _server_client(o: RewardOptions, url: str | None, flag: str):
         batch_size=o.reward_server_batch_size,
         wire_format=o.reward_server_format,
         api_key=o.reward_api_key,
+        limits=_limits(o),
     )
 
 
