@@ -30,7 +30,9 @@ from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
+from grpo.skip_guard import SkippedGroupsGuard
 from reward_utils.base import check_scores
+from reward_utils.remote import clear_stop, request_stop
 
 RewardFn = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(images (B,3,H,W) in [0,1], prompt values, metadata dicts) -> (weighted total (B,), per-function (B,))."""
@@ -110,6 +112,8 @@ class GRPOTrainer:
             MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
         )
         self._stop_signal = False
+        self.skip_guard = SkippedGroupsGuard(config.skip_group_max_fraction, config.skip_group_window)
+        self._last_reward_error = ""
 
     # -------------------------------------------------------------------------------------- helpers
     @property
@@ -176,6 +180,7 @@ class GRPOTrainer:
                 ok.append(True)
             except Exception as error:  # counted and reported, never a silent zero: the group gets no loss
                 print(f"[grpo] step {self.step}: skipping the group of prompt {prompt.value!r}: {error}")
+                self._last_reward_error = f"{type(error).__name__}: {error}"
                 totals.append(torch.zeros(g, device=self.device))
                 parts_per_group.append(None)
                 ok.append(False)
@@ -217,6 +222,8 @@ class GRPOTrainer:
         t2 = _timer(self.device)
         rewards, parts, group_ok = self._score(images, prompts)
         t3 = _timer(self.device)
+        if cfg.on_bad_reward == "skip_group":
+            self._check_skipped(acc.gather(group_ok))
 
         batch_std = acc.gather(rewards).std() if cfg.scale_rewards == "batch" else None
         advantages, tied = group_advantages(
@@ -261,6 +268,15 @@ class GRPOTrainer:
             metrics[f"reward/{name}_mean"] = v.mean().item()
             metrics[f"reward/{name}_std"] = v.std().item() if v.numel() > 1 else 0.0
         return rollout
+
+    def _check_skipped(self, all_groups_ok: torch.Tensor) -> None:
+        reason = self.skip_guard.update(int((~all_groups_ok).sum().item()), all_groups_ok.numel())
+        if reason:
+            last = self._last_reward_error or "(raised on another process; see its log)"
+            raise RuntimeError(
+                f"--on_bad_reward skip_group: stopping at step {self.step} (rollout {self.rollout_index}): {reason};"
+                f" last reward error: {last}"
+            )
 
     def _chunks_of(self, n: int) -> list[slice]:
         size = self.config.decode_batch_size
@@ -387,6 +403,7 @@ class GRPOTrainer:
         cfg = self.config
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
+        clear_stop()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(
             total=cfg.max_steps,
@@ -426,6 +443,7 @@ class GRPOTrainer:
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_signal = True
+        request_stop()  # a wait for a remote reward raises RewardInterrupted at once
 
     def save_final_model(self) -> Path | None:
         """The policy in LlamaGen's ``{"model": state_dict}`` layout, readable by LlamaGen's own tools."""

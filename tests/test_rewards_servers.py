@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+import torch
 
 from reward_utils.base import RewardError
 from reward_utils.remote import RetryPolicy
@@ -478,3 +479,48 @@ def test_stop_request_interrupts_a_wait_at_once():
         assert time.monotonic() - start < 1.5
     with ScriptedServer(deqa_handler) as server:  # after clear_stop, rewards are awaited again
         assert abs(DeQAReward(client(server.url))(flat_images([0.4]), ["p"]).item() - 0.4) < 0.01
+
+
+# ----------------------------------------------------------------------------------------------- servers in training
+
+
+def _deqa_trainer(tmp_path, url: str, **overrides):
+    from img_gen_grpo_rewards import RewardOptions, build_reward
+    from tests.grpo_fixtures import make_trainer
+
+    options = RewardOptions(deqa_url=url, reward_retries=2, reward_backoff=0.05, **overrides.pop("options", {}))
+    return make_trainer(tmp_path, reward=build_reward(["deqa"], options=options, device="cpu"), **overrides)
+
+
+def test_skip_group_with_an_always_failing_server_stops_naming_the_reward(tmp_path):
+    from tests.grpo_fixtures import flat_params
+
+    broken = (500, "text/plain", b"Traceback: CUDA out of memory")
+    with ScriptedServer(lambda s, p, h, b: broken) as server:
+        trainer = _deqa_trainer(tmp_path, server.url, on_bad_reward="skip_group", max_steps=3)
+        start = flat_params(trainer).clone()
+        with pytest.raises(RuntimeError) as info:
+            trainer.train()
+    message = str(info.value)
+    assert "every group of the rollout (2) was skipped" in message
+    assert "'deqa'" in message and server.url in message and "HTTP 500" in message and "CUDA out of memory" in message
+    assert trainer.step == 0 and torch.equal(flat_params(trainer), start)
+    assert not (tmp_path / "gpt_final.pt").exists()
+
+
+def test_sigterm_ends_a_run_waiting_on_a_reward(tmp_path):
+    import os
+    import signal
+    import threading
+
+    from reward_utils.remote import RewardInterrupted
+
+    with RawServer(drip(http_answer(b"{}"), every=0.5)) as server:
+        trainer = _deqa_trainer(tmp_path, server.url, options={"reward_timeout": 60.0})
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        start = time.monotonic()
+        with pytest.raises(RewardInterrupted, match=rf"'deqa': server {server.url}: stop requested"):
+            trainer.train()
+        elapsed = time.monotonic() - start
+    assert elapsed < 5.0, f"the run waited {elapsed:.1f} s after SIGTERM for a 60 s deadline"
+    assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm  # handler restored
