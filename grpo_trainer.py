@@ -120,13 +120,17 @@ class GRPOTrainer:
     def policy(self) -> GPT:
         return self.accelerator.unwrap_model(self.model)
 
+    def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
+        """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
+        return [
+            sample_seed(self.config.seed, self.rollout_index, p, s)
+            for p in range(first_prompt, first_prompt + num_prompts)
+            for s in range(self.config.num_generations)
+        ]
+
     def _generators(self, first_prompt: int, num_prompts: int) -> list[torch.Generator]:
-        gens = []
-        for p in range(first_prompt, first_prompt + num_prompts):
-            for s in range(self.config.num_generations):
-                seed = sample_seed(self.config.seed, self.rollout_index, p, s)
-                gens.append(torch.Generator(device=self.device).manual_seed(seed))
-        return gens
+        seeds = self._sample_seeds(first_prompt, num_prompts)
+        return [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
 
     def _chunks(self, n: int) -> list[slice]:
         size = self.config.per_device_train_batch_size
@@ -151,14 +155,26 @@ class GRPOTrainer:
                 out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl])[0])
         return torch.cat(out)
 
-    def _score(self, images: torch.Tensor, prompts: list[TrainingPrompt]):
-        """Rewards for the rollout; in skip mode a failing group is scored alone and left out."""
+    @staticmethod
+    def _checked(total: torch.Tensor, parts: dict[str, torch.Tensor], values: list) -> torch.Tensor:
+        """A non-finite reward is reported under the name of the function that produced it."""
+        for name, part in parts.items():
+            check_scores(name, part, values)
+        return check_scores(f"weighted sum of {' + '.join(parts) or 'rewards'}", total, values)
+
+    def _score(self, images: torch.Tensor, prompts: list[TrainingPrompt], seeds: list[int]):
+        """Rewards for the rollout; in skip mode a failing group is scored alone and left out.
+
+        Each sample's metadata gets its ``sample_seed``, so a reward with randomness draws it from the sample's
+        identity and a resumed run scores exactly as an uninterrupted one.
+        """
         cfg = self.config
         expanded = [p for p in prompts for _ in range(cfg.num_generations)]
-        values, meta = [p.value for p in expanded], [p.metadata for p in expanded]
+        values = [p.value for p in expanded]
+        meta = [{**p.metadata, "sample_seed": seed} for p, seed in zip(expanded, seeds, strict=True)]
         try:
             total, parts = self.reward_fn(images, values, meta)
-            check_scores("weighted reward total", total, values)
+            self._checked(total, parts, values)
             return (
                 total.to(self.device).float(),
                 parts,
@@ -175,7 +191,7 @@ class GRPOTrainer:
             sl = slice(i * g, (i + 1) * g)
             try:
                 total, parts = self.reward_fn(images[sl], values[sl], meta[sl])
-                totals.append(check_scores("weighted reward total", total, values[sl]).to(self.device))
+                totals.append(self._checked(total, parts, values[sl]).to(self.device))
                 parts_per_group.append(parts)
                 ok.append(True)
             except Exception as error:  # counted and reported, never a silent zero: the group gets no loss
@@ -220,7 +236,7 @@ class GRPOTrainer:
         t1 = _timer(self.device)
         images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
         t2 = _timer(self.device)
-        rewards, parts, group_ok = self._score(images, prompts)
+        rewards, parts, group_ok = self._score(images, prompts, self._sample_seeds(first, per_process))
         t3 = _timer(self.device)
         if cfg.on_bad_reward == "skip_group":
             self._check_skipped(acc.gather(group_ok))
