@@ -452,6 +452,7 @@ class GRPOTrainer:
             self.save_final_model()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            clear_stop()  # the stop was for this run; later reward calls in this process may wait again
             bar.close()
             if self.logger is not None:
                 self.logger.close()

@@ -88,12 +88,20 @@ class _ShortRepr(reprlib.Repr):
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
-    """A short, escaped, printable rendering of any value (or of a raw body, if given bytes)."""
+    """A short, escaped, printable rendering of any value: a raw body (bytes: its text if it is UTF-8, else
+    its bytes), a message (str), or a decoded answer."""
     if isinstance(value, (bytes, bytearray)):
-        text = bytes(value[: limit * 4]).decode("utf-8", errors="replace").strip()
-        text = text.encode("unicode_escape").decode("ascii")  # no control characters reach a terminal
-        more = f"... ({len(value)} bytes)" if len(value) > limit or len(text) > limit else ""
+        head = bytes(value[: limit * 4])
+        try:
+            decoded = head.decode("utf-8")
+        except UnicodeDecodeError as err:  # text cut inside a character is still text; binary is shown as bytes
+            decoded = head[: err.start].decode("utf-8") if err.start > len(head) - 4 else None
+        text = repr(head) if decoded is None else decoded.strip().encode("unicode_escape").decode("ascii")
+        more = f"... ({len(value)} bytes)" if len(value) > len(head) or len(text) > limit else ""
         return text[:limit] + more
+    if isinstance(value, str):
+        text = value[: limit * 4].encode("unicode_escape").decode("ascii")  # no control characters reach a terminal
+        return text if len(text) <= limit and len(value) <= limit * 4 else text[:limit] + "..."
     try:
         text = _ShortRepr().repr(value)
     except Exception as err:  # a repr that raises must not hide the real error being reported

@@ -524,3 +524,5 @@ def test_sigterm_ends_a_run_waiting_on_a_reward(tmp_path):
         elapsed = time.monotonic() - start
     assert elapsed < 5.0, f"the run waited {elapsed:.1f} s after SIGTERM for a 60 s deadline"
     assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm  # handler restored
+    with ScriptedServer(deqa_handler) as server:  # and rewards may be awaited again after the run
+        assert abs(DeQAReward(client(server.url))(flat_images([0.4]), ["p"]).item() - 0.4) < 0.01
