@@ -143,7 +143,7 @@ def numbers_from(answer: Any, key: str, count: int, where: str) -> list[float]:
     Booleans are refused: ``[True, ...]`` is not a score, and reading it as 1.0 would hide a broken server.
     """
     if not isinstance(answer, dict) or key not in answer:
-        keys = excerpt(sorted(map(str, answer))) if isinstance(answer, dict) else type(answer).__name__
+        keys = excerpt(list(answer)) if isinstance(answer, dict) else type(answer).__name__
         raise RewardError(f"{where}: answer has no {key!r} list (got {keys})")
     values = answer[key]
     if not isinstance(values, (list, tuple)) or len(values) != count:
