@@ -30,7 +30,9 @@ from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
+from grpo.skip_guard import SkippedGroupsGuard
 from reward_utils.base import check_scores
+from reward_utils.remote import clear_stop, request_stop
 
 RewardFn = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(images (B,3,H,W) in [0,1], prompt values, metadata dicts) -> (weighted total (B,), per-function (B,))."""
@@ -110,19 +112,25 @@ class GRPOTrainer:
             MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
         )
         self._stop_signal = False
+        self.skip_guard = SkippedGroupsGuard(config.skip_group_max_fraction, config.skip_group_window)
+        self._last_reward_error = ""
 
     # -------------------------------------------------------------------------------------- helpers
     @property
     def policy(self) -> GPT:
         return self.accelerator.unwrap_model(self.model)
 
+    def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
+        """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
+        return [
+            sample_seed(self.config.seed, self.rollout_index, p, s)
+            for p in range(first_prompt, first_prompt + num_prompts)
+            for s in range(self.config.num_generations)
+        ]
+
     def _generators(self, first_prompt: int, num_prompts: int) -> list[torch.Generator]:
-        gens = []
-        for p in range(first_prompt, first_prompt + num_prompts):
-            for s in range(self.config.num_generations):
-                seed = sample_seed(self.config.seed, self.rollout_index, p, s)
-                gens.append(torch.Generator(device=self.device).manual_seed(seed))
-        return gens
+        seeds = self._sample_seeds(first_prompt, num_prompts)
+        return [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
 
     def _chunks(self, n: int) -> list[slice]:
         size = self.config.per_device_train_batch_size
@@ -147,14 +155,26 @@ class GRPOTrainer:
                 out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl])[0])
         return torch.cat(out)
 
-    def _score(self, images: torch.Tensor, prompts: list[TrainingPrompt]):
-        """Rewards for the rollout; in skip mode a failing group is scored alone and left out."""
+    @staticmethod
+    def _checked(total: torch.Tensor, parts: dict[str, torch.Tensor], values: list) -> torch.Tensor:
+        """A non-finite reward is reported under the name of the function that produced it."""
+        for name, part in parts.items():
+            check_scores(name, part, values)
+        return check_scores(f"weighted sum of {' + '.join(parts) or 'rewards'}", total, values)
+
+    def _score(self, images: torch.Tensor, prompts: list[TrainingPrompt], seeds: list[int]):
+        """Rewards for the rollout; in skip mode a failing group is scored alone and left out.
+
+        Each sample's metadata gets its ``sample_seed``, so a reward with randomness draws it from the sample's
+        identity and a resumed run scores exactly as an uninterrupted one.
+        """
         cfg = self.config
         expanded = [p for p in prompts for _ in range(cfg.num_generations)]
-        values, meta = [p.value for p in expanded], [p.metadata for p in expanded]
+        values = [p.value for p in expanded]
+        meta = [{**p.metadata, "sample_seed": seed} for p, seed in zip(expanded, seeds, strict=True)]
         try:
             total, parts = self.reward_fn(images, values, meta)
-            check_scores("weighted reward total", total, values)
+            self._checked(total, parts, values)
             return (
                 total.to(self.device).float(),
                 parts,
@@ -171,11 +191,12 @@ class GRPOTrainer:
             sl = slice(i * g, (i + 1) * g)
             try:
                 total, parts = self.reward_fn(images[sl], values[sl], meta[sl])
-                totals.append(check_scores("weighted reward total", total, values[sl]).to(self.device))
+                totals.append(self._checked(total, parts, values[sl]).to(self.device))
                 parts_per_group.append(parts)
                 ok.append(True)
             except Exception as error:  # counted and reported, never a silent zero: the group gets no loss
                 print(f"[grpo] step {self.step}: skipping the group of prompt {prompt.value!r}: {error}")
+                self._last_reward_error = f"{type(error).__name__}: {error}"
                 totals.append(torch.zeros(g, device=self.device))
                 parts_per_group.append(None)
                 ok.append(False)
@@ -215,8 +236,10 @@ class GRPOTrainer:
         t1 = _timer(self.device)
         images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
         t2 = _timer(self.device)
-        rewards, parts, group_ok = self._score(images, prompts)
+        rewards, parts, group_ok = self._score(images, prompts, self._sample_seeds(first, per_process))
         t3 = _timer(self.device)
+        if cfg.on_bad_reward == "skip_group":
+            self._check_skipped(acc.gather(group_ok))
 
         batch_std = acc.gather(rewards).std() if cfg.scale_rewards == "batch" else None
         advantages, tied = group_advantages(
@@ -261,6 +284,15 @@ class GRPOTrainer:
             metrics[f"reward/{name}_mean"] = v.mean().item()
             metrics[f"reward/{name}_std"] = v.std().item() if v.numel() > 1 else 0.0
         return rollout
+
+    def _check_skipped(self, all_groups_ok: torch.Tensor) -> None:
+        reason = self.skip_guard.update(int((~all_groups_ok).sum().item()), all_groups_ok.numel())
+        if reason:
+            last = self._last_reward_error or "(raised on another process; see its log)"
+            raise RuntimeError(
+                f"--on_bad_reward skip_group: stopping at step {self.step} (rollout {self.rollout_index}): {reason};"
+                f" last reward error: {last}"
+            )
 
     def _chunks_of(self, n: int) -> list[slice]:
         size = self.config.decode_batch_size
@@ -387,6 +419,7 @@ class GRPOTrainer:
         cfg = self.config
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
+        clear_stop()
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(
             total=cfg.max_steps,
@@ -419,6 +452,7 @@ class GRPOTrainer:
             self.save_final_model()
         finally:
             signal.signal(signal.SIGTERM, previous)
+            clear_stop()  # the stop was for this run; later reward calls in this process may wait again
             bar.close()
             if self.logger is not None:
                 self.logger.close()
@@ -426,6 +460,7 @@ class GRPOTrainer:
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_signal = True
+        request_stop()  # a wait for a remote reward raises RewardInterrupted at once
 
     def save_final_model(self) -> Path | None:
         """The policy in LlamaGen's ``{"model": state_dict}`` layout, readable by LlamaGen's own tools."""

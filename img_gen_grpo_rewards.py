@@ -17,11 +17,12 @@ import argparse
 import os
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from reward_utils.base import Prompt, RewardError, RewardFunction
+from reward_utils.base import Prompt, RewardError, RewardFunction, check_scores
 
 API_KEY_ENV = "REWARD_API_KEY"
 URL_ENVS = {
@@ -113,9 +114,18 @@ class RewardOptions:
     reward_server_format: str = _opt("pickle", "reward-server wire format", choices=("pickle", "json"))
     reward_server_batch_size: int = _opt(64, "images per reward-server request")
     # --- every remote reward ---
-    reward_timeout: float = _opt(120.0, "seconds to wait for one remote answer")
-    reward_retries: int = _opt(3, "attempts per remote request (connection errors, timeouts, 5xx, 429)")
-    reward_backoff: float = _opt(1.0, "first retry delay in seconds, doubled per retry")
+    reward_timeout: float = _opt(
+        120.0, "total deadline in seconds of one remote request: the whole answer, retries and waits included"
+    )
+    reward_retries: int = _opt(
+        3, "attempts per remote request within its deadline (connection lost, 5xx, 429, answer cut short)"
+    )
+    reward_backoff: float = _opt(
+        1.0, "urllib3 backoff factor: waits 0, 2x, 4x ... s between attempts, plus up to x s of jitter"
+    )
+    reward_max_response_bytes: int = _opt(8 * 2**20, "largest remote answer body accepted, in bytes")
+    reward_max_depth: int = _opt(32, "deepest nesting of lists/dicts accepted in a remote answer")
+    reward_max_items: int = _opt(1_000_000, "most list/dict elements accepted in one remote answer, in all")
     reward_max_concurrency: int = _opt(8, "remote requests in flight per reward")
     reward_api_key: str | None = _opt(
         _env(API_KEY_ENV, None), f"API key for remote rewards (prefer the env var {API_KEY_ENV})", repr=False
@@ -169,6 +179,12 @@ def _retry(o: RewardOptions):
     from reward_utils.remote import RetryPolicy
 
     return RetryPolicy(attempts=o.reward_retries, backoff=o.reward_backoff)
+
+
+def _limits(o: RewardOptions):
+    from reward_utils.answer_limits import ResponseLimits
+
+    return ResponseLimits(o.reward_max_response_bytes, o.reward_max_depth, o.reward_max_items)
 
 
 def _require_url(url: str | None, flag: str) -> str:
@@ -268,6 +284,7 @@ def _qwen_judge(o: RewardOptions, cache: ModelCache):
                 retry=_retry(o),
                 max_concurrency=o.reward_max_concurrency,
                 sampling=JUDGE_SAMPLING,
+                limits=_limits(o),
             )
         ),
     )
@@ -321,6 +338,7 @@ def _unifiedreward(o: RewardOptions, cache: ModelCache) -> RewardFunction:
         retry=_retry(o),
         max_concurrency=o.reward_max_concurrency,
         sampling={"temperature": 0.0},
+        limits=_limits(o),
     )
     return VLMJudgeReward(
         "unifiedreward",
@@ -344,6 +362,7 @@ def _server_client(o: RewardOptions, url: str | None, flag: str):
         batch_size=o.reward_server_batch_size,
         wire_format=o.reward_server_format,
         api_key=o.reward_api_key,
+        limits=_limits(o),
     )
 
 
@@ -468,7 +487,8 @@ class RewardComposer:
             for name, function in self.functions.items():
                 device = getattr(function, "device", None)
                 batch = images.detach() if device is None else images.detach().to(device)
-                values[name] = function(batch, prompts, metadata).to(images.device)
+                # checked here too: a registered plain callable has no RewardFunction.__call__ checks
+                values[name] = check_scores(name, function(batch, prompts, metadata), prompts).to(images.device)
         total = torch.zeros(images.shape[0], dtype=torch.float32, device=images.device)
         for name, value in values.items():
             total = total + self.weights[name] * value
@@ -479,8 +499,57 @@ class RewardComposer:
         return f"RewardComposer({terms})"
 
 
+LOCAL_FILE_OPTIONS = (
+    "aesthetic_mlp",
+    "hps_checkpoint",
+    "imagereward_med_config",
+    "maniqa_checkpoint",
+    "fid_reference_stats",
+    "fid_inception_weights",
+)
+"""RewardOptions fields that name a local file when set (``aesthetic_mlp`` may also be a URL)."""
+LOCAL_DIR_OPTIONS = ("clip_model", "pickscore_model", "pickscore_processor", "aesthetic_clip_model", "qwenvl_model")
+"""Fields that are a hub id or a local folder; a value that is clearly a path must be an existing folder."""
+
+
+def _check_local_paths(options: RewardOptions) -> None:
+    files = [(flag, getattr(options, flag)) for flag in LOCAL_FILE_OPTIONS]
+    if options.imagereward_model.endswith((".pt", ".pth")):
+        files.append(("imagereward_model", options.imagereward_model))
+    for flag, value in files:
+        if value and "://" not in value and not Path(value).expanduser().is_file():
+            raise ValueError(f"--{flag} {value}: file not found")
+    for flag in LOCAL_DIR_OPTIONS:
+        value = getattr(options, flag)
+        if value and value.startswith(("/", ".", "~")) and not Path(value).expanduser().is_dir():
+            raise ValueError(f"--{flag} {value}: folder not found (give a local folder or a hub id)")
+
+
+def check_reward_setup(
+    names: Sequence[str] | None, weights: Sequence[float] | None, options: RewardOptions | None = None
+) -> list[str]:
+    """Reject what :func:`build_reward` would, and every missing local file a reward flag names, without
+    loading anything: the checks a run does before its models load. Returns the reward names as a list."""
+    if names is None or not list(names):
+        raise ValueError(
+            "no reward functions given: pass --reward_funcs NAME [NAME ...] "
+            f"(registered: {', '.join(sorted(REWARD_FUNCS))})"
+        )
+    names = list(names)
+    unknown = [n for n in names if n not in REWARD_FUNCS]
+    if unknown:
+        raise ValueError(f"unknown reward function(s) {unknown}; registered: {sorted(REWARD_FUNCS)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"reward functions listed twice: {names}")
+    if weights is not None and len(weights) != len(names):
+        raise ValueError(f"{len(names)} reward functions {names} but {len(weights)} weights {list(weights)}")
+    if options is not None:
+        _check_local_paths(options)
+    return names
+
+
 def build_reward(
-    names: Sequence[str],
+    names: Sequence[str] | None,
     weights: Sequence[float] | None = None,
     options: RewardOptions | None = None,
     device: torch.device | str | None = None,
@@ -490,17 +559,8 @@ def build_reward(
 
     Reward models go to ``options.reward_device`` if set, else to ``device`` (the policy's device).
     """
-    names = list(names)
-    if not names:
-        raise ValueError("no reward functions given (--reward_funcs)")
-    unknown = [n for n in names if n not in REWARD_FUNCS]
-    if unknown:
-        raise ValueError(f"unknown reward function(s) {unknown}; registered: {sorted(REWARD_FUNCS)}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"reward functions listed twice: {names}")
+    names = check_reward_setup(names, weights)
     weights = [1.0] * len(names) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(names):
-        raise ValueError(f"{len(names)} reward functions {names} but {len(weights)} weights {weights}")
     options = options or RewardOptions()
     if options.reward_device is None and device is not None:
         options = replace(options, reward_device=str(device))

@@ -10,6 +10,7 @@ import argparse
 
 import torch
 
+from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
 from grpo.cli import add_model_args, build_text_encoder, run_training
 from grpo.config import add_grpo_args
 from grpo.prompts import ListPrompts, TrainingPrompt
@@ -21,6 +22,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_model_args(parser, "t2i")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset_name", required=True, help="prompt file (.json, .jsonl or .txt)")
+    data.add_argument(
+        "--max_prompt_chars",
+        type=int,
+        default=MAX_PROMPT_CHARS,
+        help="longest prompt accepted, in characters (default: %(default)s)",
+    )
+    data.add_argument(
+        "--max_prompt_file_bytes",
+        type=int,
+        default=MAX_FILE_BYTES,
+        help="largest prompt file accepted, in bytes (default: %(default)s)",
+    )
     text = parser.add_argument_group("text encoder")
     text.add_argument(
         "--text_encoder",
@@ -37,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_prompts(args: argparse.Namespace) -> ListPrompts:
     from dataset.prompts import load_prompts
 
-    records = load_prompts(args.dataset_name)
+    records = load_prompts(args.dataset_name, args.max_prompt_chars, args.max_prompt_file_bytes)
     return ListPrompts([TrainingPrompt(r.text, dict(r.metadata)) for r in records], args.seed)
 
 

@@ -7,6 +7,7 @@ be a real token), the mask is flipped to match and padded slots become zero vect
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -61,6 +62,7 @@ class T5TextEncoder(nn.Module):
         self.max_length = max_length
         self.left_padding = left_padding
         self.text_preprocessing = text_preprocessing
+        self._warned_truncation = False
         self.model.requires_grad_(False)
         self.train(False)
 
@@ -165,8 +167,11 @@ class T5TextEncoder(nn.Module):
         Tokens beyond ``max_length`` are truncated (the end-of-sequence token is kept). With left padding
         the last slot always holds a real token and padded slots are zero vectors.
         """
+        prepared = self._prepare(captions)
+        if not self._warned_truncation:
+            self._warn_if_truncated(prepared)
         tokens = self.tokenizer(
-            self._prepare(captions),
+            prepared,
             max_length=self.max_length,
             padding="max_length",
             truncation=True,
@@ -180,6 +185,21 @@ class T5TextEncoder(nn.Module):
         if self.left_padding:
             return left_pad(emb, mask)
         return emb * mask[:, :, None].to(emb.dtype), mask
+
+    def _warn_if_truncated(self, captions: list[str]) -> None:
+        """Say once per encoder that captions lose their end: the model never sees those words."""
+        lengths = [len(ids) for ids in self.tokenizer(captions, add_special_tokens=True, verbose=False)["input_ids"]]
+        longest = max(range(len(captions)), key=lengths.__getitem__)
+        if lengths[longest] > self.max_length:
+            self._warned_truncation = True
+            caption = captions[longest]
+            shown = f"{caption[:80]!r}{'...' if len(caption) > 80 else ''}"
+            warnings.warn(
+                f"caption {shown} has {lengths[longest]} tokens, more than the model's caption"
+                f" budget of {self.max_length} (--cls_token_num); it is truncated to the first {self.max_length}"
+                " tokens. Longer captions are truncated the same way; this warning is shown once.",
+                stacklevel=4,  # the caller of encode(), past its no_grad wrapper
+            )
 
     def forward(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode(captions)

@@ -34,6 +34,10 @@ from dataset.prompt_parsing import (
 )
 
 CSV_PROMPT_COLUMNS = ("prompt", "prompts", "caption", "text")
+MAX_PROMPT_CHARS = 4000
+"""Longest prompt accepted. T2I captions are a few hundred characters; the text encoder keeps ~120 tokens."""
+MAX_FILE_BYTES = 256 * 2**20
+"""Largest prompt file read into memory."""
 
 
 def detect_format(path: str | Path, text: str) -> str:
@@ -113,14 +117,17 @@ def _is_single_json_object(text: str) -> bool:
 _LOADERS = {"txt": _load_txt, "csv": _load_csv, "json": _load_json, "jsonl": _load_jsonl}
 
 
-def load_prompts(path: str | Path) -> list[PromptRecord]:
+def load_prompts(
+    path: str | Path, max_chars: int = MAX_PROMPT_CHARS, max_bytes: int = MAX_FILE_BYTES
+) -> list[PromptRecord]:
     """Load every prompt of a training/evaluation prompt file, in file order.
 
     Raises ``PromptFileError`` (a ``ValueError``) naming the file, the line and the problem for a
-    missing, empty or malformed file, a record without a prompt, an empty prompt or a non-string prompt.
+    missing, empty, oversized or malformed file, a record without a prompt, an empty prompt, a non-string
+    prompt or a prompt longer than ``max_chars`` characters.
     """
     path = Path(path)
-    text = read_text(path)
+    text = read_text(path, max_bytes)
     if not text.strip():
         raise PromptFileError(path, "empty file: no prompts")
     fmt = detect_format(path, text)
@@ -130,4 +137,12 @@ def load_prompts(path: str | Path) -> list[PromptRecord]:
     records = _LOADERS[fmt](path, text)
     if not records:
         raise PromptFileError(path, f"no prompts found (read as {fmt})")
+    for record in records:
+        if len(record.text) > max_chars:
+            raise PromptFileError(
+                path,
+                f"prompt of {len(record.text)} characters, more than the {max_chars} allowed"
+                f" (--max_prompt_chars): {record.text[:60]!r}...",
+                record.metadata.get("line"),
+            )
     return records

@@ -34,13 +34,16 @@ class PromptFileError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def read_text(path: str | Path) -> str:
-    """Read a UTF-8 file (BOM tolerated) with errors that name the file."""
+def read_text(path: str | Path, max_bytes: int | None = None) -> str:
+    """Read a UTF-8 file (BOM tolerated) of at most ``max_bytes`` with errors that name the file."""
     path = Path(path)
     if not path.exists():
         raise PromptFileError(path, "file not found")
     if not path.is_file():
         raise PromptFileError(path, "not a regular file")
+    size = path.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise PromptFileError(path, f"{size} bytes, more than the {max_bytes} allowed for a prompt file")
     try:
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:

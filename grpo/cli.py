@@ -146,16 +146,39 @@ def build_text_encoder(args: argparse.Namespace, device: torch.device):
     return encoder
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every file and setting the run will need, checked before any model loads; errors name the flag."""
+    from grpo.checkpointing import resolve_checkpoint
+    from img_gen_grpo_rewards import check_reward_setup, reward_options_from_args
+
+    check_reward_setup(args.reward_funcs, args.reward_weights, reward_options_from_args(args))
+    _require_file(args.gpt_ckpt, "--gpt_ckpt", args.gpt_type)
+    _require_file(args.vq_ckpt, "--vq_ckpt", args.gpt_type)
+    text_encoder = getattr(args, "text_encoder", "tiny")
+    if text_encoder.startswith(("/", ".", "~")) and not Path(text_encoder).expanduser().is_dir():
+        raise ValueError(f"--text_encoder {text_encoder}: folder not found (give a T5 folder, a hub id or 'tiny')")
+    if args.resume_from_checkpoint:
+        resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+
+
 def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
     """Build everything from flags: the trainer a training script runs. ``make_prompts(args)`` -> PromptSource;
-    ``make_encoder(args, device)`` -> ConditionEncoder."""
+    ``make_encoder(args, device)`` -> ConditionEncoder.
+
+    Flags, files and the prompt file are checked first: a typo costs a second, not a model load.
+    """
     from accelerate import Accelerator
 
     from grpo.config import grpo_config_from_args
     from grpo_trainer import GRPOTrainer
     from img_gen_grpo_rewards import build_reward, reward_options_from_args
 
-    config = grpo_config_from_args(args)
+    try:
+        config = grpo_config_from_args(args)
+        check_inputs(args)
+        prompts = make_prompts(args)
+    except (ValueError, FileNotFoundError) as err:  # input mistakes: a message, not a traceback
+        raise SystemExit(f"error: {err}") from err
     accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
     torch.manual_seed(config.seed)
     policy = build_policy(args)
@@ -166,7 +189,7 @@ def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
         policy,
         image_decoder(vq, args.image_size, args.downsample_size),
         reward,
-        make_prompts(args),
+        prompts,
         make_encoder(args, accelerator.device),
         accelerator,
         run_config={k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))},

@@ -73,6 +73,12 @@ class GRPOConfig:
         "or skip that group and count it",
         ("error", "skip_group"),
     )
+    skip_group_max_fraction: float = _opt(
+        0.5,
+        "skip_group: stop with an error when more than this fraction of the groups of the last "
+        "skip_group_window rollouts were skipped (a rollout with every group skipped always stops)",
+    )
+    skip_group_window: int = _opt(10, "rollouts over which skip_group_max_fraction is judged")
     # optimisation
     learning_rate: float = _opt(1e-5, "AdamW learning rate")
     weight_decay: float = _opt(0.0, "AdamW weight decay")

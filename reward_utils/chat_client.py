@@ -1,19 +1,21 @@
 """A small client for OpenAI-compatible chat servers (vLLM, SGLang, ...) that judge images.
 
-One ``openai.OpenAI`` client (its HTTP pool reuses connections) with the library's own retries off, so that
-retries, backoff and the final error message are ours and the same for every remote reward. Requests for a
-batch run concurrently up to ``max_concurrency``.
+It speaks the one call it needs (``POST {base_url}/chat/completions`` with an image and a question) through
+:class:`reward_utils.remote.HttpEndpoint`, so a judge server gets the same guarantees as every remote reward:
+a total deadline per request, a bounded answer size and nesting, bounded retries with backoff, and a wait that
+a stop request ends. Requests for a batch run concurrently up to ``max_concurrency``.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from reward_utils.answer_limits import AnswerTooLarge, ResponseLimits, check_plain_data, excerpt
 from reward_utils.base import RewardError
-from reward_utils.remote import RetryPolicy, TransientError, short
+from reward_utils.remote import HttpEndpoint, RetryPolicy
 
 
 class ChatClient:
@@ -30,28 +32,26 @@ class ChatClient:
         max_concurrency: int = 8,
         sampling: dict[str, Any] | None = None,
         max_tokens: int | None = None,
+        limits: ResponseLimits | None = None,
     ):
-        from openai import OpenAI
-
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         self.base_url, self.model, self.timeout = base_url.rstrip("/"), model, timeout
         self.retry = retry or RetryPolicy()
+        self.limits = limits or ResponseLimits()
         self.max_concurrency = max_concurrency
         self.sampling = dict(sampling or {})
         self.max_tokens = max_tokens
-        # "EMPTY" is the conventional placeholder for servers started without --api-key.
-        self._client = OpenAI(
-            base_url=self.base_url, api_key=api_key or "EMPTY", timeout=timeout, max_retries=0
+        self.endpoint = HttpEndpoint(
+            f"{self.base_url}/chat/completions", timeout, self.retry, max_concurrency, self.limits
         )
+        # "EMPTY" is the conventional placeholder for servers started without --api-key.
+        self._headers = {"Authorization": f"Bearer {api_key or 'EMPTY'}", "Content-Type": "application/json"}
 
     def __repr__(self) -> str:  # never shows the API key
         return f"ChatClient(base_url={self.base_url!r}, model={self.model!r})"
 
-    def ask(self, question: str, image: bytes, mime: str, what: str) -> str:
-        """One chat completion with an image, retried on transport failures; returns the answer text."""
-        import openai
-
+    def _request(self, question: str, image: bytes, mime: str) -> bytes:
         data_url = f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"
         messages = [
             {
@@ -62,40 +62,33 @@ class ChatClient:
                 ],
             }
         ]
-        extra_body = {k: v for k, v in self.sampling.items() if k not in ("temperature", "top_p")}
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            **{k: v for k, v in self.sampling.items() if k in ("temperature", "top_p")},
-        }
-        if extra_body:
-            kwargs["extra_body"] = extra_body
+        # sampling keys beyond the OpenAI schema (top_k, ...) go in the body too, as vLLM and SGLang read them
+        body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling}
         if self.max_tokens is not None:
-            kwargs["max_tokens"] = self.max_tokens
+            body["max_tokens"] = self.max_tokens
+        return json.dumps(body).encode("utf-8")
 
-        def attempt() -> str:
-            try:
-                completion = self._client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError as err:
-                raise TransientError(f"no answer within {self.timeout} s") from err
-            except openai.APIConnectionError as err:
-                raise TransientError(f"cannot connect: {err}") from err
-            except openai.APIStatusError as err:
-                detail = f"HTTP {err.status_code}: {short(err.response.text)}"
-                if err.status_code >= 500 or err.status_code == 429:
-                    raise TransientError(detail) from err
-                raise RewardError(f"{what}: server {self.base_url} answered {detail}") from err
-            except openai.APIError as err:  # e.g. a 200 whose body is not a chat completion
-                raise RewardError(f"{what}: server {self.base_url} sent an unusable answer: {err}") from err
-            choices = getattr(completion, "choices", None)
-            if not choices or getattr(choices[0].message, "content", None) is None:
-                raise RewardError(
-                    f"{what}: server {self.base_url} sent a completion without message content:"
-                    f" {short(repr(completion))}"
-                )
-            return choices[0].message.content
+    def _content(self, answer: bytes, what: str) -> str:
+        where = f"{what}: server {self.base_url}"
+        try:
+            completion = check_plain_data(json.loads(answer), self.limits)
+        except RecursionError:
+            raise RewardError(f"{where} sent an answer nested deeper than the JSON parser allows") from None
+        except AnswerTooLarge as err:
+            raise RewardError(f"{where} sent an answer over the limit ({err}): {excerpt(answer)}") from None
+        except ValueError as err:
+            raise RewardError(f"{where} sent an unusable answer ({err}): {excerpt(answer)}") from None
+        try:
+            content = completion["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str):
+            raise RewardError(f"{where} sent a completion without message content: {excerpt(answer)}")
+        return content
 
-        return self.retry.run(attempt, f"{what}: server {self.base_url}")
+    def ask(self, question: str, image: bytes, mime: str, what: str) -> str:
+        """One chat completion with an image, retried on transport failures; returns the answer text."""
+        return self.ask_many([question], [image], mime, what)[0]
 
     def ask_many(self, questions: Sequence[str], images: Sequence[bytes], mime: str, what: str) -> list[str]:
         """Answers in order; at most ``max_concurrency`` requests in flight."""
@@ -103,5 +96,5 @@ class ChatClient:
             raise ValueError(f"{len(questions)} questions for {len(images)} images")
         if not questions:
             return []
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(questions))) as pool:
-            return list(pool.map(lambda qi: self.ask(qi[0], qi[1], mime, what), zip(questions, images)))
+        requests = [(self._request(q, image, mime), self._headers) for q, image in zip(questions, images)]
+        return [self._content(answer, what) for _, answer in self.endpoint.post_all(requests, what)]

@@ -7,8 +7,9 @@ per-image lists. Two wire formats:
   the answer is decoded with :mod:`reward_utils.safe_pickle`, which only admits plain data;
 - ``json``: ``{"images": [base64 JPEG, ...], ...}`` with ``Content-Type: application/json``.
 
-Either way a JSON answer is accepted. One ``requests.Session`` keeps connections alive; batches are sent
-concurrently up to a bound; each request has a timeout and bounded retries with backoff.
+Either way a JSON answer is accepted. Batches are sent concurrently up to a bound over kept-alive connections;
+every request has a total deadline, a bounded answer size and bounded retries (:mod:`reward_utils.remote`), and
+a decoded answer must stay within :class:`~reward_utils.answer_limits.ResponseLimits` (nesting, elements).
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import base64
 import json
 import pickle
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import torch
 
+from reward_utils.answer_limits import AnswerTooLarge, ResponseLimits, check_plain_data, excerpt
 from reward_utils.base import Prompt, RewardError, RewardFunction
-from reward_utils.remote import RetryPolicy, TransientError, short
+from reward_utils.remote import HttpEndpoint, RetryPolicy
 from reward_utils.safe_pickle import safe_loads
 from reward_utils.tensor_transforms import to_uint8
 
@@ -40,13 +41,23 @@ def encode_jpeg_batch(images: torch.Tensor, quality: int = UPSTREAM_JPEG_QUALITY
     return [bytes(e.cpu().numpy().tobytes()) for e in encoded]
 
 
-def decode_answer(content: bytes, content_type: str) -> Any:
+def decode_json(content: bytes, limits: ResponseLimits) -> Any:
+    """``json.loads`` within ``limits``; nesting too deep for the parser is an :class:`AnswerTooLarge`."""
+    try:
+        value = json.loads(content)
+    except RecursionError:
+        raise AnswerTooLarge(f"nested deeper than {limits.max_depth} levels") from None
+    return check_plain_data(value, limits)
+
+
+def decode_answer(content: bytes, content_type: str, limits: ResponseLimits | None = None) -> Any:
     """JSON if the server says so (or it looks like JSON), else a *restricted* unpickle; else an error."""
+    limits = limits or ResponseLimits()
     stripped = content.lstrip()
     if "json" in content_type.lower() or stripped[:1] in (b"{", b"["):
-        return json.loads(content)
+        return decode_json(content, limits)
     if content[:1] == b"\x80":  # pickle protocol >= 2
-        return safe_loads(content)
+        return safe_loads(content, limits)
     raise ValueError("answer is neither JSON nor a pickle")
 
 
@@ -64,22 +75,17 @@ class RewardServerClient:
         wire_format: WireFormat = "pickle",
         jpeg_quality: int = UPSTREAM_JPEG_QUALITY,
         api_key: str | None = None,
+        limits: ResponseLimits | None = None,
     ):
-        import requests
-        from requests.adapters import HTTPAdapter
-
         if wire_format not in ("pickle", "json"):
             raise ValueError(f"wire_format must be 'pickle' or 'json', got {wire_format!r}")
         if batch_size < 1 or max_concurrency < 1:
             raise ValueError("batch_size and max_concurrency must be >= 1")
         self.url, self.timeout, self.wire_format = url, timeout, wire_format
         self.retry = retry or RetryPolicy()
+        self.limits = limits or ResponseLimits()
         self.max_concurrency, self.batch_size, self.jpeg_quality = max_concurrency, batch_size, jpeg_quality
-        self._requests = requests
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_concurrency, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.endpoint = HttpEndpoint(url, timeout, self.retry, max_concurrency, self.limits)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def __repr__(self) -> str:  # never shows the API key
@@ -91,33 +97,26 @@ class RewardServerClient:
         payload = {**payload, "images": [base64.b64encode(b).decode("ascii") for b in payload["images"]]}
         return json.dumps(payload).encode("utf-8"), {**self._headers, "Content-Type": "application/json"}
 
+    def _decode(self, content_type: str, content: bytes, what: str) -> Any:
+        try:
+            return decode_answer(content, content_type, self.limits)
+        except AnswerTooLarge as err:
+            raise RewardError(
+                f"{what}: server {self.url} sent an answer over the limit ({err}): {excerpt(content)}"
+            ) from None
+        except (ValueError, pickle.UnpicklingError) as err:
+            raise RewardError(
+                f"{what}: server {self.url} sent an unusable answer ({excerpt(str(err))}): {excerpt(content)}"
+            ) from None
+
+    def post_many(self, payloads: Sequence[dict[str, Any]], what: str) -> list[Any]:
+        """Decoded answers to ``payloads``, sent concurrently; ``what`` names the reward in errors."""
+        answers = self.endpoint.post_all([self._encode(p) for p in payloads], what)
+        return [self._decode(content_type, content, what) for content_type, content in answers]
+
     def post(self, payload: dict[str, Any], what: str) -> Any:
-        """One request with retries; ``what`` names the reward in errors."""
-        body, headers = self._encode(payload)
-        requests = self._requests
-
-        def attempt() -> Any:
-            try:
-                response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
-            except requests.Timeout as err:
-                raise TransientError(f"no answer within {self.timeout} s ({type(err).__name__})") from err
-            except requests.ConnectionError as err:
-                raise TransientError(f"cannot connect: {err}") from err
-            if response.status_code >= 500 or response.status_code == 429:
-                raise TransientError(f"HTTP {response.status_code}: {short(response.content)}")
-            if response.status_code != 200:
-                raise RewardError(
-                    f"{what}: server {self.url} answered HTTP {response.status_code}:"
-                    f" {short(response.content)}"
-                )
-            try:
-                return decode_answer(response.content, response.headers.get("Content-Type", ""))
-            except (ValueError, pickle.UnpicklingError, EOFError) as err:
-                raise RewardError(
-                    f"{what}: server {self.url} sent an unusable answer ({err}): {short(response.content)}"
-                ) from err
-
-        return self.retry.run(attempt, f"{what}: server {self.url}")
+        """One request with retries within the deadline; ``what`` names the reward in errors."""
+        return self.post_many([payload], what)[0]
 
     def score_batches(
         self,
@@ -133,30 +132,34 @@ class RewardServerClient:
         """
         jpegs = encode_jpeg_batch(images, self.jpeg_quality)
         spans = [(s, min(s + self.batch_size, len(jpegs))) for s in range(0, len(jpegs), self.batch_size)]
-
-        def run(span: tuple[int, int]) -> list[float]:
-            start, stop = span
-            answer = self.post(make_payload(jpegs[start:stop], start, stop), what)
-            return extract(answer, stop - start)
-
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(spans))) as pool:
-            results = list(pool.map(run, spans))
-        return torch.tensor([score for chunk in results for score in chunk], dtype=torch.float32)
+        answers = self.post_many([make_payload(jpegs[start:stop], start, stop) for start, stop in spans], what)
+        scores = [extract(answer, stop - start) for answer, (start, stop) in zip(answers, spans)]
+        return torch.tensor([score for chunk in scores for score in chunk], dtype=torch.float32)
 
 
 def numbers_from(answer: Any, key: str, count: int, where: str) -> list[float]:
-    """``answer[key]`` as ``count`` floats, or a RewardError saying what the server sent instead."""
+    """``answer[key]`` as ``count`` floats, or a RewardError saying what the server sent instead.
+
+    Booleans are refused: ``[True, ...]`` is not a score, and reading it as 1.0 would hide a broken server.
+    """
     if not isinstance(answer, dict) or key not in answer:
-        keys = sorted(answer) if isinstance(answer, dict) else type(answer).__name__
+        keys = excerpt(list(answer)) if isinstance(answer, dict) else type(answer).__name__
         raise RewardError(f"{where}: answer has no {key!r} list (got {keys})")
     values = answer[key]
     if not isinstance(values, (list, tuple)) or len(values) != count:
-        raise RewardError(f"{where}: expected {count} values under {key!r}, got {short(repr(values))}")
+        raise RewardError(f"{where}: expected {count} values under {key!r}, got {excerpt(values)}")
     out = []
-    for value in values:
-        if isinstance(value, str) or not hasattr(value, "__float__"):
-            raise RewardError(f"{where}: non-numeric value {value!r} under {key!r}")
-        out.append(float(value))
+    for i, value in enumerate(values):
+        kind = type(value).__name__
+        is_bool = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+        if is_bool or isinstance(value, (str, bytes, bytearray)) or not hasattr(value, "__float__"):
+            raise RewardError(
+                f"{where}: value #{i} under {key!r} is {excerpt(value)} ({kind}), not a number: {excerpt(values)}"
+            )
+        try:
+            out.append(float(value))
+        except (OverflowError, ValueError, TypeError) as err:
+            raise RewardError(f"{where}: value #{i} under {key!r} is not a usable number ({err})") from None
     return out
 
 

@@ -3,7 +3,9 @@
 The upstream reward servers answer with ``pickle.dumps(dict)``; ``pickle.loads`` on that would execute any
 callable the server names. This unpickler resolves no global except a few harmless constructors, so only
 plain containers (dict, list, tuple, set), str/bytes, bools, None and numbers (including numpy numeric
-scalars) load.
+scalars) load. Nothing a pickle builds may be larger than the answer's byte bound allows: ``bytearray(n)``
+(a few bytes asking for gigabytes) is refused, and the decoded value is checked against
+:class:`~reward_utils.answer_limits.ResponseLimits` (nesting depth, element count).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import io
 import pickle
 from typing import Any
 
-_SAFE_BUILTINS = {"set", "frozenset", "complex", "bytearray"}
+from reward_utils.answer_limits import AnswerTooLarge, ResponseLimits, check_plain_data
+
+_SAFE_BUILTINS = {"set", "frozenset", "complex"}
 _SAFE_COLLECTIONS = {"OrderedDict"}
 _NUMPY_MODULES = {"numpy.core.multiarray", "numpy._core.multiarray"}
 _NUMERIC_KINDS = set("biufc")
@@ -50,6 +54,18 @@ def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+def _bytearray_from_data(data: Any = b"", encoding: str | None = None) -> bytearray:
+    """``bytearray`` as pickles spell it (from bytes, or latin-1 text), never ``bytearray(n)``."""
+    if isinstance(data, bytes) and encoding is None:
+        return bytearray(data)
+    if isinstance(data, str) and encoding in ("latin-1", "latin1"):
+        return bytearray(data.encode("latin-1"))
+    raise UnsafePickleError(
+        f"refusing bytearray({type(data).__name__}{', ' + repr(encoding) if encoding else ''})"
+        " (only bytes or latin-1 text, never a size)"
+    )
+
+
 class PlainDataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         import _compat_pickle
@@ -63,6 +79,8 @@ class PlainDataUnpickler(pickle.Unpickler):
 
         if module == "builtins" and name in _SAFE_BUILTINS:
             return getattr(builtins, name)
+        if module == "builtins" and name == "bytearray":
+            return _bytearray_from_data
         if module == "collections" and name in _SAFE_COLLECTIONS:
             return getattr(collections, name)
         if module == "_codecs" and name == "encode":
@@ -74,6 +92,20 @@ class PlainDataUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"refusing to unpickle global {module}.{name}")
 
 
-def safe_loads(data: bytes) -> Any:
-    """``pickle.loads`` restricted to plain data; raises :class:`pickle.UnpicklingError` otherwise."""
-    return PlainDataUnpickler(io.BytesIO(data)).load()
+def safe_loads(data: bytes, limits: ResponseLimits | None = None) -> Any:
+    """``pickle.loads`` restricted to plain data within ``limits``.
+
+    Raises :class:`pickle.UnpicklingError` for forbidden or malformed content and
+    :class:`~reward_utils.answer_limits.AnswerTooLarge` for content over the limits.
+    """
+    limits = limits or ResponseLimits()
+    if len(data) > limits.max_bytes:
+        raise AnswerTooLarge(f"pickle of {len(data)} > {limits.max_bytes} bytes")
+    try:
+        value = PlainDataUnpickler(io.BytesIO(data)).load()
+    except (pickle.UnpicklingError, AnswerTooLarge):
+        raise
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, OverflowError, MemoryError) as err:
+        # what a malformed stream raises from inside the unpickler (a truncated body, a bad opcode argument)
+        raise pickle.UnpicklingError(f"malformed pickle ({type(err).__name__}: {err})") from err
+    return check_plain_data(value, limits)

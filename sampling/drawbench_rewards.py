@@ -59,6 +59,9 @@ TRANSPORT_OPTIONS = {
     "reward_backoff",
     "reward_max_concurrency",
     "reward_server_batch_size",
+    "reward_max_response_bytes",
+    "reward_max_depth",
+    "reward_max_items",
 }
 RESULTS_NAME = "drawbench_rewards"
 

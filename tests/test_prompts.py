@@ -364,3 +364,17 @@ def test_imagenet_folder_errors(tmp_path):
     data = ImageNetFolder(tmp_path / "inet", expected_num_classes=3)
     with pytest.raises(ValueError, match="n03000000 has no images"):
         len(data)
+
+
+def test_oversized_prompts_and_files_are_refused_naming_file_and_line(tmp_path):
+    from dataset.prompt_files import MAX_PROMPT_CHARS
+
+    path = tmp_path / "huge.jsonl"
+    path.write_text('{"prompt": "a cat"}\n{"prompt": "' + "x" * (20 * 2**20) + '"}\n')  # 20 MB on one line
+    with pytest.raises(PromptFileError) as info:
+        load_prompts(path)
+    assert info.value.line == 2 and f"more than the {MAX_PROMPT_CHARS} allowed" in str(info.value)
+    assert len(str(info.value)) < 500
+    with pytest.raises(PromptFileError, match=r"more than the 1000 allowed for a prompt file"):
+        load_prompts(path, max_bytes=1000)
+    assert [r.text for r in load_prompts(path, max_chars=30 * 2**20)][0] == "a cat"

@@ -77,6 +77,8 @@ def test_build_reward_rejects_bad_configuration():
         rewards.build_reward(["mse", "mse"])
     with pytest.raises(ValueError, match="no reward functions"):
         rewards.build_reward([])
+    with pytest.raises(ValueError, match="no reward functions given: pass --reward_funcs"):
+        rewards.build_reward(None)  # what argparse gives when --reward_funcs is left out
     with pytest.raises(ValueError, match="--fid_reference_stats"):
         rewards.build_reward(["fid"])
     with pytest.raises(ValueError, match="already registered"):
@@ -129,6 +131,18 @@ def test_composer_weights_devices_and_no_grad(probes):
     )  # each reward gets images on its device
     assert a.calls[0][1] is False and a.calls[0][3] == metadata
     assert "0.5*probe_a" in repr(composer)
+
+
+def test_composer_names_a_plain_callable_that_returns_inf():
+    def plain(images, prompts, metadata):  # a registered callable that is not a RewardFunction
+        return torch.tensor([1.0, float("inf")])
+
+    rewards.register_reward("plain_inf", lambda options, cache: plain)
+    try:
+        with pytest.raises(RewardError, match=r"'plain_inf' returned inf for prompt #1 'two'"):
+            rewards.build_reward(["plain_inf"])(torch.rand(2, 3, 8, 8), ["one", "two"])
+    finally:
+        rewards.REWARD_FUNCS.pop("plain_inf", None)
 
 
 def test_composer_propagates_validation_errors(probes):

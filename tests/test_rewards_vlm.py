@@ -249,7 +249,7 @@ def test_chat_server_errors_retries_timeouts_and_dead_server():
     with scripted(slow) as server:
         client = ChatClient(f"{server.url}/v1", "judge", timeout=0.3, retry=RetryPolicy(2, 0.05))
         start = time.monotonic()
-        with pytest.raises(RewardError, match="no answer within 0.3 s"):
+        with pytest.raises(RewardError, match="no complete answer within 0.3 s"):
             ServerJudge(client).answer(flat_images([0.4]), ["q"], "reward 'x'")
         assert time.monotonic() - start < 1.4
 

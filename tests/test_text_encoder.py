@@ -124,3 +124,19 @@ def test_from_pretrained_names_the_missing_source(tmp_path):
         T5TextEncoder.from_pretrained(str(tmp_path / "not-here"))
     with pytest.raises(OSError, match="no-such-org/no-such-t5"):  # offline in tests: the hub is unreachable
         T5TextEncoder.from_pretrained("no-such-org/no-such-t5")
+
+
+def test_a_caption_over_the_budget_is_reported_as_truncated_once():
+    encoder = T5TextEncoder.tiny(d_model=32, seed=0, max_length=16)
+    with pytest.warns(UserWarning) as record:
+        encoder.encode(["short", "a caption with far more than sixteen byte tokens"])
+        encoder.encode(["another caption that is also much too long for the budget"])
+        encoder.encode(["short again"])
+    messages = [str(w.message) for w in record if "caption budget" in str(w.message)]
+    assert len(messages) == 1
+    assert "'a caption with far more" in messages[0] and "budget of 16" in messages[0] and "truncated" in messages[0]
+
+
+def test_captions_within_the_budget_raise_no_warning(recwarn):
+    T5TextEncoder.tiny(d_model=32, seed=0, max_length=16).encode(["short", "tiny"])
+    assert not [w for w in recwarn if "caption budget" in str(w.message)]

@@ -181,3 +181,63 @@ def test_help_lists_upstream_flag_names(capsys):
         "--report_to",
     ]:
         assert flag in text
+
+
+# ----------------------------------------------------------------------------------------------- early errors
+
+
+@pytest.fixture()
+def unloadable(tmp_path):
+    """Checkpoint files that exist but fail as soon as anything loads them: an error about anything else
+    proves the check ran before the models were built."""
+    gpt, vq = tmp_path / "gpt_garbage.pt", tmp_path / "vq_garbage.pt"
+    gpt.write_bytes(b"not a checkpoint")
+    vq.write_bytes(b"not a checkpoint")
+    return ["--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq), "--output_dir", str(tmp_path / "run")]
+
+
+T2I = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
+
+
+def test_bad_prompt_file_fails_before_any_model_loads(tmp_path, unloadable):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "a red circle"}\n{"caption": "no prompt key"}\n')
+    with pytest.raises(SystemExit) as info:
+        train_t2i.main([*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
+    assert f"{prompts}:2" in str(info.value)
+
+
+def test_a_huge_prompt_is_refused_naming_file_and_line(tmp_path, unloadable):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n" + "a blue square " * 20_000 + "\n")
+    with pytest.raises(SystemExit) as info:
+        train_t2i.main([*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
+    message = str(info.value)
+    assert f"{prompts}:2" in message and "280000 characters" in message and "--max_prompt_chars" in message
+    assert len(message) < 500
+    with pytest.raises(SystemExit, match=r"prompts.txt: \d+ bytes, more than the 1000 allowed"):
+        train_t2i.main(
+            [*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes",
+             "--max_prompt_file_bytes", "1000"]
+        )  # fmt: skip
+
+
+def test_missing_reward_funcs_is_a_clear_message(tmp_path, unloadable):
+    with pytest.raises(SystemExit, match=r"no reward functions given: pass --reward_funcs NAME.*shapes"):
+        train_c2i.main([*COMMON, *unloadable])
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--hps_checkpoint", "missing/hps.pt"], "--hps_checkpoint missing/hps.pt: file not found"),
+        (["--fid_reference_stats", "missing/ref.npz"], "--fid_reference_stats missing/ref.npz: file not found"),
+        (["--clip_model", "./missing_clip"], "--clip_model ./missing_clip: folder not found"),
+        (["--resume_from_checkpoint", "latest"], "--resume_from_checkpoint latest: no complete checkpoint"),
+        (["--reward_funcs", "shapes", "shapez"], r"unknown reward function\(s\) \['shapez'\]"),
+    ],
+)
+def test_missing_files_and_bad_flags_fail_before_any_model_loads(tmp_path, unloadable, flags, expected):
+    reward = [] if "--reward_funcs" in flags else ["--reward_funcs", "shapes"]
+    with pytest.raises(SystemExit, match=expected):
+        train_c2i.main([*COMMON, *unloadable, *reward, *flags])
