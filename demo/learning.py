@@ -38,7 +38,7 @@ from grpo_trainer import GRPOTrainer
 class LearningSettings:
     steps: int = 30
     learning_rate: float = 3e-4
-    warmup_steps: int = 10
+    warmup_steps: int = 0  # the trainer default
     num_generations: int = 8
     prompts_per_step: int = 5
     cfg_scale: float = 3.0
