@@ -104,7 +104,6 @@ class GRPOTrainer:
         if schedule == "constant" and config.warmup_steps > 0:
             schedule = "constant_with_warmup"
         self.scheduler = get_scheduler(schedule, self.optimizer, config.warmup_steps, config.max_steps)
-        self.accelerator.register_for_checkpointing(self.scheduler)
         self.step, self.rollout_index = 0, 0
         self.logger = (
             MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
@@ -368,12 +367,21 @@ class GRPOTrainer:
 
     def save(self) -> Path:
         return save_checkpoint(
-            self.accelerator, self.config.output_dir, self.step, self._state(), self.config.save_total_limit
+            self.accelerator,
+            self.config.output_dir,
+            self.step,
+            self._state(),
+            self.config.save_total_limit,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
         )
 
     def resume(self, spec: str) -> None:
         path = resolve_checkpoint(spec, self.config.output_dir)
-        state = load_checkpoint(self.accelerator, path)
+        state = load_checkpoint(
+            self.accelerator, path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+        )
         self.step, self.rollout_index = state["step"], state["rollout_index"]
         self.accelerator.print(f"resumed from {path} at step {self.step}")
 
