@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import torch
 
@@ -15,6 +17,8 @@ DOWNLOADS = {
     "t2i": "https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt)",
 }
 DEMO_HINT = "No checkpoints yet? `bash run_demo.sh` trains small ones offline and runs GRPO on them."
+SECRET_FLAG = re.compile(r"api_key|secret|password|auth_token", re.IGNORECASE)
+SECRET_SET = "<set, not saved>"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_type: str) -> None:
@@ -146,6 +150,28 @@ def build_text_encoder(args: argparse.Namespace, device: torch.device):
     return encoder
 
 
+def _without_url_credentials(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="<credentials removed>@" + parts.netloc.rsplit("@", 1)[1]))
+    return value
+
+
+def saved_run_config(args: argparse.Namespace) -> dict:
+    """The flags as every checkpoint records them: a secret (API key, password) only as set or not, and URLs
+    without ``user:password@``, so no key reaches a checkpoint a colleague is sent."""
+    saved = {}
+    for name, value in vars(args).items():
+        if not isinstance(value, (str, int, float, bool, list, type(None))):
+            continue
+        if SECRET_FLAG.search(name):
+            value = SECRET_SET if value else None
+        elif isinstance(value, str):
+            value = _without_url_credentials(value)
+        saved[name] = value
+    return saved
+
+
 def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[str, float]:
     """Build everything from flags and train. ``make_prompts(args)`` -> PromptSource;
     ``make_encoder(args, device)`` -> ConditionEncoder."""
@@ -169,6 +195,6 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
         make_prompts(args),
         make_encoder(args, accelerator.device),
         accelerator,
-        run_config={k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+        run_config=saved_run_config(args),
     )
     return trainer.train()
