@@ -30,6 +30,7 @@ from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
+from grpo.run_folder import check_output_dir, clear_output_dir
 from reward_utils.base import check_scores
 
 RewardFn = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -74,6 +75,7 @@ class GRPOTrainer:
     ):
         self.config = config
         self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+        self._claim_output_dir()
         self.decode_images, self.reward_fn = decode_images, reward_fn
         self.prompts, self.encode_condition = prompts, encode_condition
         self.run_config = run_config or {}
@@ -109,6 +111,17 @@ class GRPOTrainer:
             MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
         )
         self._stop_signal = False
+
+    def _claim_output_dir(self) -> None:
+        """Every process checks before the main one clears, so a refusal is raised everywhere."""
+        cfg = self.config
+        resuming = bool(cfg.resume_from_checkpoint)
+        check_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=resuming)
+        self.accelerator.wait_for_everyone()
+        clears = cfg.overwrite_output_dir and not resuming and Path(cfg.output_dir).is_dir()
+        if clears and self.accelerator.is_main_process:
+            clear_output_dir(cfg.output_dir)
+        self.accelerator.wait_for_everyone()
 
     # -------------------------------------------------------------------------------------- helpers
     @property

@@ -178,10 +178,14 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
     from accelerate import Accelerator
 
     from grpo.config import grpo_config_from_args
+    from grpo.run_folder import check_output_dir
     from grpo_trainer import GRPOTrainer
     from img_gen_grpo_rewards import build_reward, reward_options_from_args
 
     config = grpo_config_from_args(args)
+    check_output_dir(  # before any model loads: a refused folder costs seconds, not minutes
+        config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)
+    )
     accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
     torch.manual_seed(config.seed)
     policy = build_policy(args)
