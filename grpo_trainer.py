@@ -33,6 +33,23 @@ from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
 from grpo.run_folder import check_output_dir, clear_output_dir
 from reward_utils.base import check_scores
 
+INTERRUPTED_EXIT_CODE = 143
+"""Exit status of a run stopped by SIGTERM (128 + 15, as shells and launchers report it): checkpoint saved,
+no final model written; continue it with ``--resume_from_checkpoint latest``."""
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised by ``train()`` after SIGTERM, once a resumable checkpoint is saved. A ``SystemExit``, so an
+    uncaught one ends the process with ``INTERRUPTED_EXIT_CODE`` and no traceback."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(INTERRUPTED_EXIT_CODE)
+        self.step, self.checkpoint = step, checkpoint
+
+    def __str__(self) -> str:
+        return f"training interrupted by SIGTERM at step {self.step}; resumable checkpoint: {self.checkpoint}"
+
+
 RewardFn = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(images (B,3,H,W) in [0,1], prompt values, metadata dicts) -> (weighted total (B,), per-function (B,))."""
 ConditionEncoder = Callable[[list], tuple[torch.Tensor, torch.Tensor | None]]
@@ -431,13 +448,22 @@ class GRPOTrainer:
                 interrupted = self._should_stop_by_signal()
                 crossed_save = cfg.save_steps > 0 and self.step // cfg.save_steps > before // cfg.save_steps
                 if crossed_save or exiting or interrupted or finished:
-                    self.save()
-                if exiting or interrupted:
+                    checkpoint = self.save()
+                if interrupted:
                     self.accelerator.print(
-                        f"stopping at step {self.step} ({'SIGTERM' if interrupted else 'exit_step'})"
+                        f"stopping at step {self.step} of {cfg.max_steps} (SIGTERM): saved {checkpoint}; the run is "
+                        f"not finished, so no gpt_final.pt is written. Continue it with "
+                        f"--resume_from_checkpoint latest. Exit status {INTERRUPTED_EXIT_CODE}."
+                    )
+                    raise TrainingInterrupted(self.step, checkpoint)
+                if exiting:
+                    self.accelerator.print(
+                        f"stopping at step {self.step} of {cfg.max_steps} (exit_step): saved {checkpoint}; "
+                        "no gpt_final.pt until the run finishes"
                     )
                     break
-            self.save_final_model()
+            if self.step >= cfg.max_steps:
+                self.save_final_model()
         finally:
             signal.signal(signal.SIGTERM, previous)
             bar.close()
