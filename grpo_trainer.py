@@ -124,9 +124,7 @@ class GRPOTrainer:
             schedule = "constant_with_warmup"
         self.scheduler = get_scheduler(schedule, self.optimizer, config.warmup_steps, config.max_steps)
         self.step, self.rollout_index = 0, 0
-        self.logger = (
-            MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
-        )
+        self.logger: MetricsLogger | None = None  # opened by train(), once the resumed step is known
         self._stop_signal = False
 
     def _claim_output_dir(self) -> None:
@@ -425,6 +423,9 @@ class GRPOTrainer:
         cfg = self.config
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
+        if self.accelerator.is_main_process:
+            resumed = self.step if cfg.resume_from_checkpoint else None
+            self.logger = MetricsLogger(cfg.output_dir, cfg.report_to, resumed_step=resumed)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(
             total=cfg.max_steps,
