@@ -158,7 +158,8 @@ def save_checkpoint(
     root = Path(output_dir)
     final, tmp = root / f"checkpoint-{step}", root / f".checkpoint-{step}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in root.glob(".checkpoint-*"):  # from a run killed mid-save: never complete, never read
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     weights = accelerator.get_state_dict(model)
