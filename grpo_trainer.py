@@ -21,11 +21,11 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from autoregressive.checkpoint import save_checkpoint_atomic
+from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
 from autoregressive.models.gpt import GPT
 from grpo.advantages import group_advantages, in_group_diversity
-from grpo.checkpointing import load_checkpoint, resolve_checkpoint, save_checkpoint
+from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
@@ -410,6 +410,8 @@ class GRPOTrainer:
         state = load_checkpoint(
             self.accelerator, path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
         )
+        if "rollout_index" not in state:
+            raise CheckpointError(f"{path}: its {STATE_FILE} has no 'rollout_index' (not a GRPO trainer checkpoint)")
         self.step, self.rollout_index = state["step"], state["rollout_index"]
         self.accelerator.print(f"resumed from {path} at step {self.step}")
 

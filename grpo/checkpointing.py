@@ -138,6 +138,33 @@ def read_json(path: Path) -> Any:
 
 
 # ------------------------------------------------------------------------------------------ save / load
+def _check_shape_like(expected: Any, given: Any, source: Path, where: str) -> None:
+    """``given`` has the keys, list lengths and value kinds of ``expected`` (numbers may differ in value)."""
+    numbers = (int, float)
+    if isinstance(expected, dict):
+        ok = isinstance(given, dict) and set(given) == set(expected)
+    elif isinstance(expected, list):
+        ok = isinstance(given, list) and len(given) == len(expected)
+    elif isinstance(expected, bool) or expected is None:
+        ok = type(given) is type(expected)
+    elif isinstance(expected, numbers):
+        ok = isinstance(given, numbers) and not isinstance(given, bool)
+    else:
+        ok = type(given) is type(expected)
+    if not ok:
+        raise CheckpointError(
+            f"{source}: unexpected {where} (expected {type(expected).__name__}"
+            + (f" with keys {sorted(expected)}" if isinstance(expected, dict) else "")
+            + f", got {type(given).__name__})"
+        )
+    if isinstance(expected, dict):
+        for key in expected:
+            _check_shape_like(expected[key], given[key], source, f"{where}[{key!r}]")
+    elif isinstance(expected, list):
+        for i, (e, g) in enumerate(zip(expected, given, strict=True)):
+            _check_shape_like(e, g, source, f"{where}[{i}]")
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | Path,
@@ -211,12 +238,15 @@ def load_checkpoint(
     path = Path(path)
     _refuse_legacy(path)
     state = read_json(path / STATE_FILE)
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        raise CheckpointError(f"{path / STATE_FILE}: no integer 'step' (not a trainer state)")
+    counters = ("step", "rollout_index") if isinstance(state, dict) and "rollout_index" in state else ("step",)
+    if not isinstance(state, dict) or not all(type(state.get(k)) is int and state[k] >= 0 for k in counters):
+        raise CheckpointError(f"{path / STATE_FILE}: no non-negative integer {' and '.join(counters)}")
     rng_path = path / RNG_FILE.format(rank=accelerator.process_index)
     rng = parse_rng_states(read_json(rng_path), rng_path)  # read and check every file before changing anything
     scheduler_state = read_json(path / SCHEDULER_FILE) if scheduler is not None else None
     optimizer_state = read_torch_file(path / OPTIMIZER_FILE) if optimizer is not None else None
+    if scheduler is not None:  # LR schedulers copy their state into __dict__: only accept what ours holds
+        _check_shape_like(scheduler.state_dict(), scheduler_state, path / SCHEDULER_FILE, "state")
     model_path = path / MODEL_FILE
     load_state_dict_strict(accelerator.unwrap_model(model), read_state_dict(model_path), source=model_path)
     if optimizer is not None:
@@ -227,9 +257,6 @@ def load_checkpoint(
                 f"{path / OPTIMIZER_FILE}: does not fit the optimizer ({type(err).__name__}: {err})"
             ) from err
     if scheduler is not None:
-        try:
-            scheduler.load_state_dict(scheduler_state)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{path / SCHEDULER_FILE}: not a scheduler state ({err})") from err
+        scheduler.load_state_dict(scheduler_state)
     set_rng_states(rng)
     return state

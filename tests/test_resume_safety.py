@@ -103,3 +103,37 @@ def test_torch_rng_state_of_the_wrong_size_is_refused(run_copy):
     with pytest.raises(CheckpointError, match="RNG state") as info:
         _resume(run_copy).train()
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda state: state.update(optimizer="not an optimizer"),  # would be copied into the scheduler's __dict__
+        lambda state: state.update(base_lrs=["0.1"]),
+        lambda state: state.update(last_epoch=[1] * 10),
+        lambda state: state.pop("last_epoch"),
+    ],
+)
+def test_a_scheduler_state_unlike_ours_is_refused(run_copy, change):
+    import json
+
+    path = run_copy / "checkpoint-2" / SCHEDULER_FILE
+    state = json.loads(path.read_text())
+    change(state)
+    path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="unexpected state") as info:
+        _resume(run_copy).train()
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("change", [{"step": "2"}, {"rollout_index": -1}, {"step": 2.5}])
+def test_a_trainer_state_with_bad_counters_is_refused(run_copy, change):
+    import json
+
+    path = run_copy / "checkpoint-2" / STATE_FILE
+    state = json.loads(path.read_text())
+    state.update(change)
+    path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="non-negative integer") as info:
+        _resume(run_copy).train()
+    assert str(path) in str(info.value)
