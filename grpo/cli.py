@@ -177,6 +177,7 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
     ``make_encoder(args, device)`` -> ConditionEncoder."""
     from accelerate import Accelerator
 
+    from grpo.checkpointing import resolve_checkpoint
     from grpo.config import grpo_config_from_args
     from grpo.run_folder import check_output_dir
     from grpo_trainer import GRPOTrainer
@@ -186,6 +187,8 @@ def run_training(args: argparse.Namespace, make_prompts, make_encoder) -> dict[s
     check_output_dir(  # before any model loads: a refused folder costs seconds, not minutes
         config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)
     )
+    if config.resume_from_checkpoint:
+        resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)  # a missing one fails early too
     accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
     torch.manual_seed(config.seed)
     policy = build_policy(args)

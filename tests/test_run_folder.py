@@ -47,3 +47,10 @@ def test_the_cli_refuses_before_any_model_loads(tmp_path):
     with pytest.raises(FileExistsError, match="gpt_final.pt"):
         train_c2i.main(argv)
     assert (out / "gpt_final.pt").read_bytes() == b"a finished run"
+
+
+def test_the_cli_names_a_missing_checkpoint_before_any_model_loads(tmp_path):
+    argv = ["--gpt_ckpt", str(tmp_path / "absent.pt"), "--vq_ckpt", str(tmp_path / "absent_vq.pt")]
+    argv += ["--reward_funcs", "shapes", "--output_dir", str(tmp_path / "run"), "--resume_from_checkpoint", "latest"]
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        train_c2i.main(argv)
