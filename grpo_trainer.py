@@ -452,7 +452,7 @@ class GRPOTrainer:
                 crossed_save = cfg.save_steps > 0 and self.step // cfg.save_steps > before // cfg.save_steps
                 if crossed_save or exiting or interrupted or finished:
                     checkpoint = self.save()
-                if interrupted:
+                if interrupted and not finished:  # a SIGTERM during the last rollout still finishes the run
                     self.accelerator.print(
                         f"stopping at step {self.step} of {cfg.max_steps} (SIGTERM): saved {checkpoint}; the run is "
                         f"not finished, so no gpt_final.pt is written. Continue it with "

@@ -201,6 +201,19 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
     assert (tmp_path / "gpt_final.pt").is_file()
 
 
+def test_sigterm_during_the_last_rollout_still_finishes(tmp_path):
+    calls = {"n": 0}
+
+    def reward_then_sigterm(images, prompts, metadata):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return brightness_reward(images, prompts, metadata)
+
+    make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=2).train()  # no TrainingInterrupted
+    assert (tmp_path / "gpt_final.pt").is_file()
+
+
 def test_exit_step_saves_but_writes_no_final_model(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=3, exit_step=1)
     trainer.train()
