@@ -165,6 +165,21 @@ def _check_shape_like(expected: Any, given: Any, source: Path, where: str) -> No
             _check_shape_like(e, g, source, f"{where}[{i}]")
 
 
+def _check_optimizer_state(optimizer: torch.optim.Optimizer, state: Any) -> None:
+    """Per-parameter tensors must have their parameter's shape (torch only checks the group sizes on load)."""
+    ids = [i for group in state["param_groups"] for i in group["params"]]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(ids) != len(params):
+        raise ValueError(f"it holds {len(ids)} parameters, the model has {len(params)}")
+    shapes = dict(zip(ids, (p.shape for p in params), strict=True))
+    for i, entry in state["state"].items():
+        for name, value in entry.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"{name!r} of parameter {i} is a {type(value).__name__}, not a tensor")
+            if value.ndim and value.shape != shapes[i]:
+                raise ValueError(f"{name!r} of parameter {i} has shape {list(value.shape)}, not {list(shapes[i])}")
+
+
 def save_checkpoint(
     accelerator: Accelerator,
     output_dir: str | Path,
@@ -242,17 +257,30 @@ def load_checkpoint(
     if not isinstance(state, dict) or not all(type(state.get(k)) is int and state[k] >= 0 for k in counters):
         raise CheckpointError(f"{path / STATE_FILE}: no non-negative integer {' and '.join(counters)}")
     rng_path = path / RNG_FILE.format(rank=accelerator.process_index)
+    saved_by = state.get("num_processes", accelerator.num_processes)
+    if not rng_path.is_file() and saved_by != accelerator.num_processes:
+        raise CheckpointError(
+            f"{path}: saved by {saved_by} process(es) but resumed with {accelerator.num_processes}; there is no "
+            f"{rng_path.name}. Resume with the same number of processes (bit-exact resume needs every RNG state)."
+        )
     rng = parse_rng_states(read_json(rng_path), rng_path)  # read and check every file before changing anything
     scheduler_state = read_json(path / SCHEDULER_FILE) if scheduler is not None else None
     optimizer_state = read_torch_file(path / OPTIMIZER_FILE) if optimizer is not None else None
     if scheduler is not None:  # LR schedulers copy their state into __dict__: only accept what ours holds
         _check_shape_like(scheduler.state_dict(), scheduler_state, path / SCHEDULER_FILE, "state")
     model_path = path / MODEL_FILE
+    if optimizer is not None:
+        try:
+            _check_optimizer_state(optimizer, optimizer_state)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise CheckpointError(
+                f"{path / OPTIMIZER_FILE}: does not fit the optimizer ({type(err).__name__}: {err})"
+            ) from err
     load_state_dict_strict(accelerator.unwrap_model(model), read_state_dict(model_path), source=model_path)
     if optimizer is not None:
         try:
             optimizer.load_state_dict(optimizer_state)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as err:
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
             raise CheckpointError(
                 f"{path / OPTIMIZER_FILE}: does not fit the optimizer ({type(err).__name__}: {err})"
             ) from err

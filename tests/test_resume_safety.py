@@ -1,5 +1,6 @@
 """Resuming never runs code from a checkpoint folder, and broken files are errors that name the file."""
 
+import json
 import shutil
 
 import pytest
@@ -94,8 +95,6 @@ def test_a_garbled_rng_state_is_an_error_naming_the_file(run_copy, garbled):
 
 
 def test_torch_rng_state_of_the_wrong_size_is_refused(run_copy):
-    import json
-
     path = run_copy / "checkpoint-2" / RNG_FILE.format(rank=0)
     states = json.loads(path.read_text())
     states["torch"] = states["torch"][: len(states["torch"]) // 2]
@@ -115,8 +114,6 @@ def test_torch_rng_state_of_the_wrong_size_is_refused(run_copy):
     ],
 )
 def test_a_scheduler_state_unlike_ours_is_refused(run_copy, change):
-    import json
-
     path = run_copy / "checkpoint-2" / SCHEDULER_FILE
     state = json.loads(path.read_text())
     change(state)
@@ -128,8 +125,6 @@ def test_a_scheduler_state_unlike_ours_is_refused(run_copy, change):
 
 @pytest.mark.parametrize("change", [{"step": "2"}, {"rollout_index": -1}, {"step": 2.5}])
 def test_a_trainer_state_with_bad_counters_is_refused(run_copy, change):
-    import json
-
     path = run_copy / "checkpoint-2" / STATE_FILE
     state = json.loads(path.read_text())
     state.update(change)
@@ -137,3 +132,25 @@ def test_a_trainer_state_with_bad_counters_is_refused(run_copy, change):
     with pytest.raises(CheckpointError, match="non-negative integer") as info:
         _resume(run_copy).train()
     assert str(path) in str(info.value)
+
+
+def test_an_optimizer_state_of_the_wrong_shapes_is_refused(run_copy):
+    path = run_copy / "checkpoint-2" / OPTIMIZER_FILE
+    state = torch.load(path, weights_only=True)
+    first = next(iter(state["state"].values()))
+    first["exp_avg"] = first["exp_avg"].flatten()[:3].clone()
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="exp_avg") as info:
+        _resume(run_copy).train()
+    assert str(path) in str(info.value)
+
+
+def test_resuming_with_another_process_count_names_the_missing_rng_state(run_copy):
+    (run_copy / "checkpoint-2" / RNG_FILE.format(rank=0)).unlink()
+    state_path = run_copy / "checkpoint-2" / STATE_FILE
+    state = json.loads(state_path.read_text())
+    state["num_processes"] = 2
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match="saved by 2 process") as info:
+        _resume(run_copy).train()
+    assert "rng_state_0.json" in str(info.value)
