@@ -21,12 +21,9 @@ from reward_utils.tensor_transforms import ImageTransform
 
 IMAGE_REWARD_TEXT_LENGTH = 35
 """``ImageReward.score`` pads / truncates prompts to 35 tokens."""
-_DEFAULT_ROOT = os.path.expanduser("~/.cache/ImageReward")  # the package's own download folder
-
-
 MED_CONFIG_URL = "https://huggingface.co/THUDM/ImageReward/blob/main/med_config.json"
-# Buffers recomputed at construction (arange); older checkpoints may lack them.
-_REBUILT_BUFFERS = ("position_ids",)
+_DEFAULT_ROOT = os.path.expanduser("~/.cache/ImageReward")  # the package's own download folder
+_REBUILT_BUFFERS = ("position_ids",)  # recomputed at construction (arange); older checkpoints may lack them
 
 
 def image_reward_weights_path(name_or_path: str, download_root: str | None = None) -> Path:
@@ -64,8 +61,8 @@ def load_image_reward(
             f"{path}: not ImageReward weights: {len(missing)} missing key(s), e.g. {', '.join(missing[:5])}"
         )
     if result.unexpected_keys:
-        print(f"[imagereward] {path}: ignoring {len(result.unexpected_keys)} unused entries, "
-              f"e.g. {', '.join(result.unexpected_keys[:3])}")
+        unused = result.unexpected_keys
+        print(f"[imagereward] {path}: ignoring {len(unused)} unused entries, e.g. {', '.join(unused[:3])}")
     return model.eval()
 
 

@@ -44,8 +44,8 @@ def load_maniqa(
     path = maniqa_weights_path(metric_name, checkpoint)
     stored = read_torch_file(path)  # refuses pickled objects; errors name the file
     state = stored.get("params", stored) if isinstance(stored, Mapping) else stored
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: not a MANIQA state dict (got {type(state).__name__})")
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a MANIQA state dict (name -> tensor, optionally under 'params')")
     state = {key.removeprefix("module."): value for key, value in state.items()}
     metric = pyiqa.create_metric(
         metric_name, device=torch.device(device), as_loss=False, test_sample=crops, pretrained=False
