@@ -21,18 +21,36 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from autoregressive.checkpoint import save_checkpoint_atomic
+from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
 from autoregressive.models.gpt import GPT
 from grpo.advantages import group_advantages, in_group_diversity
-from grpo.checkpointing import load_checkpoint, resolve_checkpoint, save_checkpoint
+from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
+from grpo.run_folder import check_output_dir, clear_output_dir
 from grpo.skip_guard import SkippedGroupsGuard
 from reward_utils.base import check_scores
-from reward_utils.remote import clear_stop, request_stop
+from reward_utils.remote import RewardInterrupted, clear_stop, request_stop
+
+INTERRUPTED_EXIT_CODE = 143
+"""Exit status of a run stopped by SIGTERM (128 + 15, as shells and launchers report it): checkpoint saved,
+no final model written; continue it with ``--resume_from_checkpoint latest``."""
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised by ``train()`` after SIGTERM, once a resumable checkpoint is saved. A ``SystemExit``, so an
+    uncaught one ends the process with ``INTERRUPTED_EXIT_CODE`` and no traceback."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(INTERRUPTED_EXIT_CODE)
+        self.step, self.checkpoint = step, checkpoint
+
+    def __str__(self) -> str:
+        return f"training interrupted by SIGTERM at step {self.step}; resumable checkpoint: {self.checkpoint}"
+
 
 RewardFn = Callable[[torch.Tensor, list, list], tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """(images (B,3,H,W) in [0,1], prompt values, metadata dicts) -> (weighted total (B,), per-function (B,))."""
@@ -76,6 +94,7 @@ class GRPOTrainer:
     ):
         self.config = config
         self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+        self._claim_output_dir()
         self.decode_images, self.reward_fn = decode_images, reward_fn
         self.prompts, self.encode_condition = prompts, encode_condition
         self.run_config = run_config or {}
@@ -106,14 +125,22 @@ class GRPOTrainer:
         if schedule == "constant" and config.warmup_steps > 0:
             schedule = "constant_with_warmup"
         self.scheduler = get_scheduler(schedule, self.optimizer, config.warmup_steps, config.max_steps)
-        self.accelerator.register_for_checkpointing(self.scheduler)
         self.step, self.rollout_index = 0, 0
-        self.logger = (
-            MetricsLogger(config.output_dir, config.report_to) if self.accelerator.is_main_process else None
-        )
+        self.logger: MetricsLogger | None = None  # opened by train(), once the resumed step is known
         self._stop_signal = False
         self.skip_guard = SkippedGroupsGuard(config.skip_group_max_fraction, config.skip_group_window)
         self._last_reward_error = ""
+
+    def _claim_output_dir(self) -> None:
+        """Every process checks before the main one clears, so a refusal is raised everywhere."""
+        cfg = self.config
+        resuming = bool(cfg.resume_from_checkpoint)
+        check_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=resuming)
+        self.accelerator.wait_for_everyone()
+        clears = cfg.overwrite_output_dir and not resuming and Path(cfg.output_dir).is_dir()
+        if clears and self.accelerator.is_main_process:
+            clear_output_dir(cfg.output_dir)
+        self.accelerator.wait_for_everyone()
 
     # -------------------------------------------------------------------------------------- helpers
     @property
@@ -400,12 +427,23 @@ class GRPOTrainer:
 
     def save(self) -> Path:
         return save_checkpoint(
-            self.accelerator, self.config.output_dir, self.step, self._state(), self.config.save_total_limit
+            self.accelerator,
+            self.config.output_dir,
+            self.step,
+            self._state(),
+            self.config.save_total_limit,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
         )
 
     def resume(self, spec: str) -> None:
         path = resolve_checkpoint(spec, self.config.output_dir)
-        state = load_checkpoint(self.accelerator, path)
+        state = load_checkpoint(
+            self.accelerator, path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
+        )
+        if "rollout_index" not in state:
+            raise CheckpointError(f"{path}: its {STATE_FILE} has no 'rollout_index' (not a GRPO trainer checkpoint)")
         self.step, self.rollout_index = state["step"], state["rollout_index"]
         self.accelerator.print(f"resumed from {path} at step {self.step}")
 
@@ -420,6 +458,9 @@ class GRPOTrainer:
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
         clear_stop()
+        if self.accelerator.is_main_process:
+            resumed = self.step if cfg.resume_from_checkpoint else None
+            self.logger = MetricsLogger(cfg.output_dir, cfg.report_to, resumed_step=resumed)
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         bar = tqdm(
             total=cfg.max_steps,
@@ -431,7 +472,10 @@ class GRPOTrainer:
         self.last_metrics: dict[str, float] = {}
         try:
             while self.step < cfg.max_steps:
-                rollout = self.make_rollout()
+                try:
+                    rollout = self.make_rollout()
+                except RewardInterrupted:  # nothing of this rollout was applied: the state is the last step's
+                    self._interrupted(self.save())
                 if self.logger is not None and cfg.image_log_steps and self.step % cfg.image_log_steps == 0:
                     self.logger.log_images(
                         self.step, rollout.images[: cfg.num_generations], rollout.prompts[0].value
@@ -443,13 +487,17 @@ class GRPOTrainer:
                 interrupted = self._should_stop_by_signal()
                 crossed_save = cfg.save_steps > 0 and self.step // cfg.save_steps > before // cfg.save_steps
                 if crossed_save or exiting or interrupted or finished:
-                    self.save()
-                if exiting or interrupted:
+                    checkpoint = self.save()
+                if interrupted and not finished:  # a SIGTERM during the last rollout still finishes the run
+                    self._interrupted(checkpoint)
+                if exiting:
                     self.accelerator.print(
-                        f"stopping at step {self.step} ({'SIGTERM' if interrupted else 'exit_step'})"
+                        f"stopping at step {self.step} of {cfg.max_steps} (exit_step): saved {checkpoint}; "
+                        "no gpt_final.pt until the run finishes"
                     )
                     break
-            self.save_final_model()
+            if self.step >= cfg.max_steps:
+                self.save_final_model()
         finally:
             signal.signal(signal.SIGTERM, previous)
             clear_stop()  # the stop was for this run; later reward calls in this process may wait again
@@ -457,6 +505,14 @@ class GRPOTrainer:
             if self.logger is not None:
                 self.logger.close()
         return self.last_metrics
+
+    def _interrupted(self, checkpoint: Path) -> None:
+        self.accelerator.print(
+            f"stopping at step {self.step} of {self.config.max_steps} (SIGTERM): saved {checkpoint}; the run is "
+            f"not finished, so no gpt_final.pt is written. Continue it with "
+            f"--resume_from_checkpoint latest. Exit status {INTERRUPTED_EXIT_CODE}."
+        )
+        raise TrainingInterrupted(self.step, checkpoint)
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_signal = True

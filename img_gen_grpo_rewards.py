@@ -387,12 +387,13 @@ def _mse(o: RewardOptions, cache: ModelCache) -> RewardFunction:
 
 
 def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
-    from reward_utils.fid import GroupFIDReward, load_inception, load_reference_stats
+    from evaluation.inception import load_inception
+    from reward_utils.fid import GroupFIDReward, load_reference_stats
 
     if not o.fid_reference_stats:
         raise ValueError("the fid reward needs --fid_reference_stats (an .npz with 'mu' and 'sigma')")
     key = ("inception", o.fid_inception_weights, str(o.device()))
-    extractor = cache.get(key, lambda: load_inception(o.device(), o.fid_inception_weights))
+    extractor = cache.get(key, lambda: load_inception(o.fid_inception_weights, o.device(), "--fid_inception_weights"))
     return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
 
 

@@ -2,7 +2,8 @@
 # AR-GRPO on class-to-image LlamaGen (the paper's C2I setting): GPT-XL at 384 px, G=8, beta=0.1, lr 1e-5,
 # CFG 2.0, 400 steps, upstream's eight rewards. Any flag of train_c2i.py can be appended and overrides these.
 #   GPT_CKPT, VQ_CKPT   checkpoints (default: pretrained_models/c2i_XL_384.pt, pretrained_models/vq_ds16_c2i.pt)
-#   OUTPUT_DIR          default: outputs/c2i_XL_384_grpo
+#   OUTPUT_DIR          default: outputs/c2i_XL_384_grpo. If it is not empty, append --resume_from_checkpoint
+#                       latest (continue) or --overwrite_output_dir true (start over); it is refused otherwise
 #   IMAGE_ROOT          optional ImageNet train folder (only the `mse` reward needs images)
 #   NPROC, ACCELERATE_CONFIG, PYTHON: see scripts/launch.sh
 set -euo pipefail

@@ -5,7 +5,8 @@
 #   GPT_CKPT, VQ_CKPT   default: pretrained_models/t2i_XL_stage1_256.pt, pretrained_models/vq_ds16_t2i.pt
 #   T5_PATH             flan-t5-xl folder or hub id (default: pretrained_models/t5-ckpt/flan-t5-xl)
 #   DATASET             prompt file (default: dataset/coco_captions_30000.json; `python -m dataset.download_prompts coco`)
-#   OUTPUT_DIR          default: outputs/t2i_XL_256_grpo
+#   OUTPUT_DIR          default: outputs/t2i_XL_256_grpo. If it is not empty, append --resume_from_checkpoint
+#                       latest (continue) or --overwrite_output_dir true (start over); it is refused otherwise
 #   NPROC, ACCELERATE_CONFIG, PYTHON: see scripts/launch.sh
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -22,6 +22,7 @@ from torch import nn
 __all__ = [
     "CheckpointError",
     "read_state_dict",
+    "read_torch_file",
     "load_state_dict_strict",
     "save_checkpoint_atomic",
     "STALE_KEY_SUFFIXES",
@@ -73,6 +74,14 @@ def _load_torch_file(path: Path) -> Any:
         # Broken zip archives surface as RuntimeError ("PytorchStreamReader failed ..."), broken legacy
         # pickles as EOFError/KeyError/ValueError...: all are reported as one clear, chained error.
         raise CheckpointError(f"{path}: file is truncated or corrupt ({type(err).__name__}: {err})") from err
+
+
+def read_torch_file(path: str | os.PathLike) -> Any:
+    """Any ``torch.save`` file (e.g. an optimizer state) read without running code; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    return _load_torch_file(path)
 
 
 def _load_safetensors_file(path: Path) -> dict[str, torch.Tensor]:

@@ -87,11 +87,14 @@ class T5TextEncoder(nn.Module):
                 raise FileNotFoundError(f"T5 text encoder folder not found: {source}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = T5EncoderModel.from_pretrained(source, torch_dtype=dtype, low_cpu_mem_usage=True)
+            model = T5EncoderModel.from_pretrained(  # safetensors only: a pickled .bin is never read
+                source, torch_dtype=dtype, low_cpu_mem_usage=True, use_safetensors=True
+            )
         except (OSError, ValueError) as err:  # transformers: missing files / no network / bad config
             raise OSError(
                 f"cannot load the T5 text encoder from {source!r} ({type(err).__name__}): give a local "
-                "folder holding the T5 config, weights and tokenizer files, or a hub id reachable online"
+                "folder holding the T5 config, safetensors weights (pickled pytorch_model.bin files are not "
+                "read: they can run code) and tokenizer files, or a hub id reachable online"
             ) from err
         encoder = cls(
             model,

@@ -260,6 +260,8 @@ def grpo_flags(
         str(settings.seed),
         "--output_dir",
         str(run / "grpo"),
+        "--overwrite_output_dir",  # a demo re-run replaces its previous GRPO run
+        "true",
         "--save_steps",
         str(settings.grpo_steps),
         "--save_total_limit",

@@ -22,13 +22,15 @@ graph, so we take from it:
 
 from __future__ import annotations
 
+import io
 import os
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+from autoregressive.checkpoint import CheckpointError, read_state_dict
 
 WEIGHTS_URL = URL_INCEPTION_V3
 WEIGHTS_ENV_VAR = "AR_GRPO_INCEPTION_WEIGHTS"
@@ -60,10 +62,13 @@ def download_weights(url: str, destination: Path) -> Path:
     return destination
 
 
-def resolve_weights_path(weights_path: str | os.PathLike | None = None, url: str = WEIGHTS_URL) -> Path:
-    """Explicit path > $AR_GRPO_INCEPTION_WEIGHTS > the torch hub cache (downloaded there on first use)."""
+def resolve_weights_path(
+    weights_path: str | os.PathLike | None = None, url: str = WEIGHTS_URL, flag: str = WEIGHTS_FLAG
+) -> Path:
+    """Explicit path (given by ``flag``) > $AR_GRPO_INCEPTION_WEIGHTS > the torch hub cache (downloaded there on
+    first use)."""
     if weights_path is not None:
-        source = WEIGHTS_FLAG
+        source = flag
     elif os.environ.get(WEIGHTS_ENV_VAR):
         weights_path, source = os.environ[WEIGHTS_ENV_VAR], WEIGHTS_ENV_VAR
     else:
@@ -75,15 +80,29 @@ def resolve_weights_path(weights_path: str | os.PathLike | None = None, url: str
     return path
 
 
+def inception_network(weights_path: str | os.PathLike) -> FeatureExtractorInceptionV3:
+    """torch-fidelity's port with weights read without running code.
+
+    torch-fidelity unpickles a weights file with full pickle, so a crafted ``.pth`` would run code. The file is
+    read here with ``weights_only=True`` (or as safetensors), then handed to the port as an in-memory copy that
+    holds nothing but those tensors.
+    """
+    state_dict = read_state_dict(weights_path)  # refuses pickled objects; errors name the file
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    try:
+        return FeatureExtractorInceptionV3("ar-grpo-fid-inception-v3", ["2048"], buffer)
+    except RuntimeError as err:  # load_state_dict(strict=True): missing, unexpected or mis-shaped keys
+        raise CheckpointError(f"{weights_path}: not torch-fidelity Inception-v3 weights ({err})") from err
+
+
 class InceptionV3Features(nn.Module):
     """uint8 images N x H x W x 3 -> (pool_3 N x 2048, mixed_6/conv[..., :7] N x 2023), both float32."""
 
     def __init__(self, weights_path: str | os.PathLike):
         super().__init__()
-        try:
-            self.net = FeatureExtractorInceptionV3("ar-grpo-fid-inception-v3", ["2048"], str(weights_path))
-        except (RuntimeError, OSError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as err:
-            raise RuntimeError(f"could not load Inception-v3 weights from {weights_path}: {err}") from err
+        self.net = inception_network(weights_path)
         self._spatial: torch.Tensor | None = None
         self.net.Mixed_6d.branch1x1.register_forward_hook(self._keep_spatial)
 
@@ -106,9 +125,11 @@ class InceptionV3Features(nn.Module):
 
 
 def load_inception(
-    weights_path: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    weights_path: str | os.PathLike | None = None, device: str | torch.device = "cpu", flag: str = WEIGHTS_FLAG
 ) -> InceptionV3Features:
-    return InceptionV3Features(resolve_weights_path(weights_path)).to(device).eval()
+    """The one Inception loader of the project (fid_evaluation.py and the ``fid`` reward); ``flag`` names the
+    option that gave ``weights_path`` in errors."""
+    return InceptionV3Features(resolve_weights_path(weights_path, flag=flag)).to(device).eval()
 
 
 def save_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import torch
 
@@ -15,6 +17,8 @@ DOWNLOADS = {
     "t2i": "https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt)",
 }
 DEMO_HINT = "No checkpoints yet? `bash run_demo.sh` trains small ones offline and runs GRPO on them."
+SECRET_FLAG = re.compile(r"api_key|secret|password|auth_token", re.IGNORECASE)
+SECRET_SET = "<set, not saved>"
 
 
 def add_model_args(parser: argparse.ArgumentParser, model_type: str) -> None:
@@ -161,6 +165,28 @@ def check_inputs(args: argparse.Namespace) -> None:
         resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
 
 
+def _without_url_credentials(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="<credentials removed>@" + parts.netloc.rsplit("@", 1)[1]))
+    return value
+
+
+def saved_run_config(args: argparse.Namespace) -> dict:
+    """The flags as every checkpoint records them: a secret (API key, password) only as set or not, and URLs
+    without ``user:password@``, so no key reaches a checkpoint a colleague is sent."""
+    saved = {}
+    for name, value in vars(args).items():
+        if not isinstance(value, (str, int, float, bool, list, type(None))):
+            continue
+        if SECRET_FLAG.search(name):
+            value = SECRET_SET if value else None
+        elif isinstance(value, str):
+            value = _without_url_credentials(value)
+        saved[name] = value
+    return saved
+
+
 def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
     """Build everything from flags: the trainer a training script runs. ``make_prompts(args)`` -> PromptSource;
     ``make_encoder(args, device)`` -> ConditionEncoder.
@@ -170,11 +196,15 @@ def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
     from accelerate import Accelerator
 
     from grpo.config import grpo_config_from_args
+    from grpo.run_folder import check_output_dir
     from grpo_trainer import GRPOTrainer
     from img_gen_grpo_rewards import build_reward, reward_options_from_args
 
     try:
         config = grpo_config_from_args(args)
+        check_output_dir(  # before any model loads: a refused folder costs seconds, not minutes
+            config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)
+        )
         check_inputs(args)
         prompts = make_prompts(args)
     except (ValueError, FileNotFoundError) as err:  # input mistakes: a message, not a traceback
@@ -192,7 +222,7 @@ def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
         prompts,
         make_encoder(args, accelerator.device),
         accelerator,
-        run_config={k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))},
+        run_config=saved_run_config(args),
     )
 
 

@@ -95,6 +95,9 @@ class GRPOConfig:
         2, "keep this many checkpoints (older ones are deleted after a save succeeds)"
     )
     resume_from_checkpoint: str | None = _opt(None, "a checkpoint folder, or 'latest' in output_dir")
+    overwrite_output_dir: bool = _opt(
+        False, "delete the contents of a non-empty output_dir and start over (without it, such a folder is refused)"
+    )
     logging_steps: int = _opt(1, "log metrics every this many steps")
     image_log_steps: int = _opt(25, "save/log an image grid of one group every this many steps (0: never)")
     report_to: str = _opt("tensorboard", "metric sink besides metrics.jsonl", ("tensorboard", "none"))

@@ -10,18 +10,47 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 
-class MetricsLogger:
-    """Main-process only. ``metrics.jsonl`` gets one line per logged step; it is appended to on resume."""
+def drop_lines_after(path: Path, step: int) -> int:
+    """Keep the ``metrics.jsonl`` lines of steps <= ``step``; returns how many were dropped.
 
-    def __init__(self, output_dir: str | Path, report_to: str = "tensorboard"):
+    A run killed after its last checkpoint logged steps that the resumed run logs again; without this they
+    would appear twice. A torn last line (killed mid-write) is dropped too. The file is replaced atomically.
+    """
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    kept = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                continue  # torn write
+            raise ValueError(f"{path}: line {i + 1} is not JSON; cannot resume its metrics") from None
+        if row.get("step", 0) <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+    return len(lines) - len(kept)
+
+
+class MetricsLogger:
+    """Main-process only. ``metrics.jsonl`` gets one line per logged step; on resume from step ``resumed_step``
+    it keeps the lines up to that step and is appended to, and TensorBoard purges the later events."""
+
+    def __init__(self, output_dir: str | Path, report_to: str = "tensorboard", resumed_step: int | None = None):
         self.root = Path(output_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        if resumed_step is not None:
+            drop_lines_after(self.root / "metrics.jsonl", resumed_step)
         self.jsonl = (self.root / "metrics.jsonl").open("a")
         self.writer = None
         if report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.root / "tensorboard"))
+            purge = None if resumed_step is None else resumed_step + 1
+            self.writer = SummaryWriter(str(self.root / "tensorboard"), purge_step=purge)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")

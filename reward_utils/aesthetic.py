@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoregressive.checkpoint import read_state_dict
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.hf_clip import HFClipScorer
 
@@ -40,11 +41,16 @@ def load_aesthetic_mlp(path_or_url: str | None, device: torch.device | str) -> A
     """Load the head from a local file, or download the published one when ``path_or_url`` is a URL / None."""
     source = path_or_url or AESTHETIC_MLP_URL
     if source.startswith(("http://", "https://")):
-        state = torch.hub.load_state_dict_from_url(source, map_location="cpu")
+        # torch.hub's default here is full pickle; a downloaded file is as untrusted as a local one.
+        path = Path(torch.hub.get_dir()) / "checkpoints" / source.rsplit("/", 1)[-1]
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(source, str(path), progress=False)
     else:
-        if not Path(source).is_file():
+        path = Path(source)
+        if not path.is_file():
             raise FileNotFoundError(f"aesthetic MLP weights not found: {source}")
-        state = torch.load(source, map_location="cpu", weights_only=True)
+    state = read_state_dict(path)  # weights-only; errors name the file
     first = state.get("layers.0.weight")
     if first is None:
         raise ValueError(f"{source} is not an aesthetic-predictor state dict (no 'layers.0.weight')")

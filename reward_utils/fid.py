@@ -2,7 +2,8 @@
 
 The batch is split into ``groups`` equal chunks; each chunk's Inception statistics are compared with
 reference statistics, and every image in a chunk gets the chunk's step-mapped FID (see
-``scaling.FID_EDGES``). Features and the Frechet distance come from torch-fidelity.
+``scaling.FID_EDGES``). Features come from the Inception port that fid_evaluation.py uses
+(``evaluation.inception.load_inception``, which reads the weights without unpickling code).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluation.inception import InceptionV3Features
 from reward_utils.base import Prompt, RewardError, RewardFunction
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
 from reward_utils.tensor_transforms import to_uint8
@@ -33,18 +35,6 @@ def load_reference_stats(path: str) -> dict[str, np.ndarray]:
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not describe one Gaussian")
     return {"mu": mu, "sigma": sigma}
-
-
-def load_inception(device: torch.device | str, weights_path: str | None = None) -> torch.nn.Module:
-    """torch-fidelity's TF-compatible InceptionV3 (2048-d pool features); downloads weights when no path."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
-    if weights_path is not None and not Path(weights_path).is_file():
-        raise FileNotFoundError(f"Inception weights not found: {weights_path}")
-    extractor = FeatureExtractorInceptionV3(
-        "inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path
-    )
-    return extractor.to(device).eval()
 
 
 def group_fid(features: torch.Tensor, reference: dict[str, np.ndarray]) -> float:
@@ -74,7 +64,7 @@ class GroupFIDReward(RewardFunction):
 
     name = "fid"
 
-    def __init__(self, extractor: torch.nn.Module, reference: dict[str, np.ndarray], groups: int = 2):
+    def __init__(self, extractor: InceptionV3Features, reference: dict[str, np.ndarray], groups: int = 2):
         if groups < 1:
             raise ValueError("groups must be >= 1")
         self.extractor, self.reference, self.groups = (
@@ -99,7 +89,7 @@ class GroupFIDReward(RewardFunction):
                 f"reward {self.name!r}: a batch of {batch} cannot be split into {self.groups} groups"
                 " of >= 2 images"
             )
-        (features,) = self.extractor(to_uint8(images.to(self.device)))
+        features, _ = self.extractor(to_uint8(images.to(self.device)).permute(0, 2, 3, 1))
         if features.shape[1] != self.reference["mu"].shape[0]:
             raise RewardError(
                 f"reward {self.name!r}: features are {features.shape[1]}-d but the reference statistics are"

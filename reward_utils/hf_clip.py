@@ -91,7 +91,7 @@ def load_hf_clip(model_id: str, device: torch.device | str, processor_id: str | 
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
     processor_id = processor_id or model_id
-    model = CLIPModel.from_pretrained(model_id).to(device)
+    model = CLIPModel.from_pretrained(model_id, use_safetensors=True).to(device)  # never a pickled .bin
     tokenizer = AutoTokenizer.from_pretrained(processor_id)
     image_processor = CLIPImageProcessor.from_pretrained(processor_id)
     return HFClipScorer(model, tokenizer, transform_from_hf_processor(image_processor))

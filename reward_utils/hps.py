@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from autoregressive.checkpoint import read_torch_file
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.prompts import PromptKind, prompt_texts
 from reward_utils.scaling import similarity_reward
@@ -80,12 +81,12 @@ def load_hps(
         checkpoint = huggingface_hub.hf_hub_download(HPS_HUB_REPO, HPS_CHECKPOINTS[version])
     elif not Path(checkpoint).is_file():
         raise FileNotFoundError(f"HPS checkpoint not found: {checkpoint}")
+    state = read_torch_file(checkpoint)  # weights-only, before the model is built; errors name the file
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise ValueError(f"{checkpoint} is not an HPS checkpoint (expected a dict with 'state_dict')")
     model, _, _ = create_model_and_transforms(
         arch, None, precision="amp", device=device, output_dict=True, light_augmentation=True
     )
-    state = torch.load(checkpoint, map_location=device, weights_only=True)
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise ValueError(f"{checkpoint} is not an HPS checkpoint (expected a dict with 'state_dict')")
     model.load_state_dict(state["state_dict"])
     model = model.to(device)
     return HPSScorer(model, get_tokenizer(arch), hps_transform(model))

@@ -7,17 +7,34 @@ BLIP visual encoder, the text encoder cross-attending to the image, the MLP and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoregressive.checkpoint import CheckpointError, read_state_dict
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.prompts import prompt_texts
 from reward_utils.tensor_transforms import ImageTransform
 
 IMAGE_REWARD_TEXT_LENGTH = 35
 """``ImageReward.score`` pads / truncates prompts to 35 tokens."""
+MED_CONFIG_URL = "https://huggingface.co/THUDM/ImageReward/blob/main/med_config.json"
+_DEFAULT_ROOT = os.path.expanduser("~/.cache/ImageReward")  # the package's own download folder
+_REBUILT_BUFFERS = ("position_ids",)  # recomputed at construction (arange); older checkpoints may lack them
+
+
+def image_reward_weights_path(name_or_path: str, download_root: str | None = None) -> Path:
+    """A released name (downloaded once by the package, not read) or a local ``ImageReward.pt``."""
+    from ImageReward.utils import _MODELS, ImageReward_download
+
+    if name_or_path in _MODELS:
+        return Path(ImageReward_download(_MODELS[name_or_path], download_root or _DEFAULT_ROOT))
+    if not Path(name_or_path).is_file():
+        raise FileNotFoundError(f"ImageReward checkpoint not found: {name_or_path} (released: {sorted(_MODELS)})")
+    return Path(name_or_path)
 
 
 def load_image_reward(
@@ -26,10 +43,27 @@ def load_image_reward(
     med_config: str | None = None,
     download_root: str | None = None,
 ) -> torch.nn.Module:
-    """The package's own loader: a released name (downloaded) or a local ``ImageReward.pt``."""
+    """The package's model, with its weights read here: ``ImageReward.load`` unpickles with the torch
+    default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with ``strict=False``. The file is
+    read weights-only before anything is built, and every weight must be present."""
     import ImageReward
+    from ImageReward.utils import ImageReward_download
 
-    return ImageReward.load(name_or_path, device=device, download_root=download_root, med_config=med_config)
+    path = image_reward_weights_path(name_or_path, download_root)
+    state = read_state_dict(path)  # refuses pickled objects; errors name the file
+    if med_config is None:
+        med_config = ImageReward_download(MED_CONFIG_URL, download_root or _DEFAULT_ROOT)
+    model = ImageReward.ImageReward(device=device, med_config=med_config).to(device)
+    result = model.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if not key.endswith(_REBUILT_BUFFERS)]
+    if missing:
+        raise CheckpointError(
+            f"{path}: not ImageReward weights: {len(missing)} missing key(s), e.g. {', '.join(missing[:5])}"
+        )
+    if result.unexpected_keys:
+        unused = result.unexpected_keys
+        print(f"[imagereward] {path}: ignoring {len(unused)} unused entries, e.g. {', '.join(unused[:3])}")
+    return model.eval()
 
 
 class ImageRewardReward(RewardFunction):

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoregressive.checkpoint import CheckpointError, load_state_dict_strict, read_torch_file
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.scaling import MANIQA_SCALE
+
+
+def maniqa_weights_path(metric_name: str, checkpoint: str | None) -> Path:
+    """``checkpoint`` if given, else pyiqa's published file for ``metric_name`` (downloaded once, not read)."""
+    if checkpoint is not None:
+        if not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"MANIQA checkpoint not found: {checkpoint}")
+        return Path(checkpoint)
+    from pyiqa.archs.maniqa_arch import default_model_urls
+    from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    from pyiqa.utils.download_util import load_file_from_url
+
+    return Path(load_file_from_url(default_model_urls[DEFAULT_CONFIGS[metric_name]["metric_opts"]["train_dataset"]]))
 
 
 def load_maniqa(
@@ -20,18 +34,24 @@ def load_maniqa(
 ) -> torch.nn.Module:
     """``pyiqa.create_metric`` for a MANIQA variant (``maniqa``, ``maniqa-kadid``, ``maniqa-pipal``).
 
-    ``checkpoint`` is a local MANIQA weight file (pyiqa's ``pretrained_model_path``); without it pyiqa
-    downloads its default. ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per
-    image.
+    ``checkpoint`` is a local MANIQA weight file (``{"params": state_dict}`` or a raw state dict); without it
+    pyiqa's default is downloaded. pyiqa would read either with full pickle, so the file is read here
+    weights-only, before anything is built, and loaded strictly into a metric built without weights.
+    ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image.
     """
     import pyiqa
 
-    options: dict[str, Any] = {"test_sample": crops}
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"MANIQA checkpoint not found: {checkpoint}")
-        options["pretrained_model_path"] = checkpoint
-    return pyiqa.create_metric(metric_name, device=torch.device(device), as_loss=False, **options)
+    path = maniqa_weights_path(metric_name, checkpoint)
+    stored = read_torch_file(path)  # refuses pickled objects; errors name the file
+    state = stored.get("params", stored) if isinstance(stored, Mapping) else stored
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a MANIQA state dict (name -> tensor, optionally under 'params')")
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    metric = pyiqa.create_metric(
+        metric_name, device=torch.device(device), as_loss=False, test_sample=crops, pretrained=False
+    )
+    load_state_dict_strict(metric.net, state, source=path)
+    return metric
 
 
 class ManiqaReward(RewardFunction):

@@ -109,7 +109,9 @@ def load_local_qwen(
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     dtype = dtype or (torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_id, torch_dtype=dtype).to(device)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(  # safetensors only: never a pickled .bin
+        model_id, torch_dtype=dtype, use_safetensors=True
+    ).to(device)
     processor = AutoProcessor.from_pretrained(model_id, use_fast=True)
     return LocalQwenJudge(model, processor)
 

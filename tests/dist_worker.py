@@ -12,7 +12,7 @@ from accelerate import Accelerator  # noqa: E402
 from tests.grpo_fixtures import flat_params, make_trainer  # noqa: E402
 
 
-def main(output_dir: str, per_device: int, steps: int) -> None:
+def main(output_dir: str, per_device: int, steps: int, exit_step: int = -1, resume: str | None = None) -> None:
     torch.set_num_threads(1)
     accelerator = Accelerator(cpu=True)
     trainer = make_trainer(
@@ -23,6 +23,8 @@ def main(output_dir: str, per_device: int, steps: int) -> None:
         beta=0.05,
         learning_rate=1e-2,
         adam_epsilon=1e-4,
+        exit_step=exit_step,
+        resume_from_checkpoint=resume,
     )
     start = flat_params(trainer)
     trainer.train()
@@ -32,4 +34,5 @@ def main(output_dir: str, per_device: int, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    extra = sys.argv[4:]
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(extra[0]) if extra else -1, *extra[1:])

@@ -160,7 +160,7 @@ def test_test_sh_two_processes_on_accelerate_checkpoint(models, c2i_run, tmp_pat
     accelerator = Accelerator(cpu=True)
     prepared = accelerator.prepare(model)
     run_dir = tmp_path / "run"
-    checkpoint = save_checkpoint(accelerator, run_dir, 3, {"step": 3}, total_limit=2)
+    checkpoint = save_checkpoint(accelerator, run_dir, 3, {"step": 3}, total_limit=2, model=prepared)
     assert (checkpoint / "model.safetensors").is_file()
     del prepared
 

@@ -144,3 +144,46 @@ def test_first_use_downloads_into_the_hub_cache(tmp_path, monkeypatch, weights_f
     assert path == inception.default_weights_path()
     assert path.read_bytes() == weights_file.read_bytes()
     assert resolve_weights_path(None, url="http://127.0.0.1:1/unused") == path  # cached: no second download
+
+
+def test_a_pickle_payload_in_place_of_the_weights_is_refused(tmp_path):
+    # torch-fidelity unpickles the weights file with full pickle; the project must read it weights-only.
+    from autoregressive.checkpoint import CheckpointError
+    from tests.payloads import write_payload
+
+    marker = tmp_path / "code_ran"
+    payload = write_payload(tmp_path / "weights-inception.pth", marker)
+    with pytest.raises(CheckpointError, match="refused to unpickle") as info:
+        inception.load_inception(payload)
+    assert str(payload) in str(info.value)
+    assert not marker.exists()
+
+
+def test_the_fid_reward_loads_inception_weights_through_the_same_safe_loader(tmp_path, weights_file):
+    from autoregressive.checkpoint import CheckpointError
+    from img_gen_grpo_rewards import RewardOptions, build_reward
+    from tests.payloads import write_payload
+
+    reference = tmp_path / "ref.npz"
+    np.savez(reference, mu=np.zeros(2048), sigma=np.eye(2048))
+    marker = tmp_path / "code_ran"
+    payload = write_payload(tmp_path / "payload.pth", marker)
+    options = RewardOptions(fid_reference_stats=str(reference), fid_inception_weights=str(payload))
+    with pytest.raises(CheckpointError, match="refused to unpickle") as info:
+        build_reward(["fid"], options=options, device="cpu")
+    assert str(payload) in str(info.value)
+    assert not marker.exists()
+    options = RewardOptions(fid_reference_stats=str(reference), fid_inception_weights=str(weights_file))
+    reward = build_reward(["fid"], options=options, device="cpu")
+    total, parts = reward(torch.rand(4, 3, 32, 32), ["a"] * 4, [{}] * 4)
+    assert total.shape == (4,) and torch.isfinite(total).all()
+
+
+def test_weights_of_the_wrong_network_are_an_error_naming_the_file(tmp_path):
+    from autoregressive.checkpoint import CheckpointError
+
+    path = tmp_path / "other.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match="not torch-fidelity Inception-v3 weights") as info:
+        inception.load_inception(path)
+    assert str(path) in str(info.value)

@@ -13,7 +13,7 @@ WORKER = Path(__file__).with_name("dist_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(output_dir: Path, nproc: int, per_device: int, steps: int) -> torch.Tensor:
+def _run(output_dir: Path, nproc: int, per_device: int, steps: int, extra: tuple[str, ...] = ()) -> torch.Tensor:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [
         sys.executable,
@@ -25,6 +25,7 @@ def _run(output_dir: Path, nproc: int, per_device: int, steps: int) -> torch.Ten
         str(output_dir),
         str(per_device),
         str(steps),
+        *extra,
     ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -46,3 +47,14 @@ def test_two_processes_match_one_process(tmp_path):
     rows_one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     rows_two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert rows_one[0]["reward/total_mean"] == pytest.approx(rows_two[0]["reward/total_mean"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_resume_bit_for_bit(tmp_path):
+    """Each process saves and restores its own RNG state file; model and optimizer come from the main one."""
+    straight = _run(tmp_path / "straight", nproc=2, per_device=8, steps=3)
+    _run(tmp_path / "split", nproc=2, per_device=8, steps=3, extra=("1",))  # exit_step 1
+    checkpoint = tmp_path / "split" / "checkpoint-1"
+    assert (checkpoint / "rng_state_0.json").is_file() and (checkpoint / "rng_state_1.json").is_file()
+    resumed = _run(tmp_path / "split", nproc=2, per_device=8, steps=3, extra=("-1", "latest"))
+    assert torch.equal(resumed, straight)

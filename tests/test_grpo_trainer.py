@@ -12,6 +12,7 @@ from autoregressive.models.generate import SamplingConfig, generate, sequence_lo
 from autoregressive.models.gpt import load_gpt_weights
 from grpo.checkpointing import list_checkpoints
 from grpo.loss import grpo_loss
+from grpo_trainer import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from tests.grpo_fixtures import brightness_reward, flat_params, make_trainer
 from tests.helpers import tiny_gpt
 
@@ -188,10 +189,36 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
         return brightness_reward(images, prompts, metadata)
 
     trainer = make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=10)
-    trainer.train()
-    assert trainer.step == 2
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.train()
+    assert info.value.code == INTERRUPTED_EXIT_CODE != 0  # a launcher sees a stopped run, not a finished one
+    assert trainer.step == 2 and info.value.checkpoint == tmp_path / "checkpoint-2"
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-2"]
+    assert not (tmp_path / "gpt_final.pt").exists()  # evaluation scripts take it as the sign of a finished run
     assert signal.getsignal(signal.SIGTERM) is not trainer._on_sigterm  # handler restored
+    resumed = make_trainer(tmp_path, max_steps=3, resume_from_checkpoint="latest")
+    resumed.train()
+    assert (tmp_path / "gpt_final.pt").is_file()
+
+
+def test_sigterm_during_the_last_rollout_still_finishes(tmp_path):
+    calls = {"n": 0}
+
+    def reward_then_sigterm(images, prompts, metadata):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return brightness_reward(images, prompts, metadata)
+
+    make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=2).train()  # no TrainingInterrupted
+    assert (tmp_path / "gpt_final.pt").is_file()
+
+
+def test_exit_step_saves_but_writes_no_final_model(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=3, exit_step=1)
+    trainer.train()
+    assert trainer.step == 1 and [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint-1"]
+    assert not (tmp_path / "gpt_final.pt").exists()
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from unittest import mock
-
 import numpy as np
 import pytest
 import torch
 
+from evaluation.inception import load_inception, save_random_inception_weights
 from reward_utils.base import RewardError
-from reward_utils.fid import GroupFIDReward, group_fid, load_inception, load_reference_stats
+from reward_utils.fid import GroupFIDReward, group_fid, load_reference_stats
 from reward_utils.mse import MSEReward
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
 from tests.test_rewards_support import smooth_images
@@ -17,36 +16,17 @@ from tests.test_rewards_support import smooth_images
 
 @pytest.fixture(scope="module")
 def inception(tmp_path_factory):
-    """torch-fidelity's InceptionV3 with random weights, loaded through the shipped ``load_inception``.
-
-    Test-only trick: the constructor always loads weights (downloading when given no path), so the random
-    state dict is first captured with loading disabled, saved, then loaded for real from the file.
-    """
-    from torch_fidelity import feature_extractor_inceptionv3 as fe
-
-    torch.manual_seed(0)
-    with (
-        mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}),
-        mock.patch.object(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None),
-    ):
-        skeleton = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    with (
-        torch.no_grad()
-    ):  # He init keeps activations alive through ~90 conv layers (the default decays to ~0)
-        for module in skeleton.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    path = tmp_path_factory.mktemp("inception") / "inception.pth"
-    torch.save(skeleton.state_dict(), path)
-    return load_inception("cpu", str(path))
+    """The Inception port with random He-initialised weights, loaded through the shipped ``load_inception``."""
+    path = save_random_inception_weights(tmp_path_factory.mktemp("inception") / "inception.pth", seed=0)
+    return load_inception(path, "cpu")
 
 
 def test_group_fid_reward(inception, tmp_path):
     group_a = smooth_images(6, 64, seed=1)
     group_b = torch.rand(6, 3, 64, 64)  # noise: far from group A
     with torch.no_grad():
-        (features_a,) = inception((group_a * 255).round().to(torch.uint8))
-        (features_b,) = inception((group_b * 255).round().to(torch.uint8))
+        features_a, _ = inception((group_a * 255).round().to(torch.uint8).permute(0, 2, 3, 1))
+        features_b, _ = inception((group_b * 255).round().to(torch.uint8).permute(0, 2, 3, 1))
     reference_path = tmp_path / "ref.npz"
     np.savez(
         reference_path,

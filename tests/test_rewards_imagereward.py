@@ -120,3 +120,30 @@ def test_batched_imagereward_matches_package_score(model, size, relative_toleran
 def test_imagereward_needs_captions(model):
     with pytest.raises(RewardError, match="imagereward.*captions"):
         ImageRewardReward(model)(smooth_images(1, 224), [5])
+
+
+def test_load_image_reward_reads_weights_only_and_strictly(model, tmp_path):
+    """The shipped loader (weights read weights-only, every key required) on a checkpoint of the real model."""
+    import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
+
+    from autoregressive.checkpoint import CheckpointError
+    from reward_utils.image_reward import load_image_reward
+
+    path = tmp_path / "ImageReward.pt"
+    torch.save(model.state_dict(), path)
+    partial = tmp_path / "partial.pt"
+    torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("mlp.")}, partial)
+    med_config = tmp_path / "med_config.json"
+    med_config.write_text(json.dumps(MED_CONFIG))
+    tokenizer = model.blip.tokenizer
+    original = blip_pretrain.init_tokenizer
+    blip_pretrain.init_tokenizer = lambda: tokenizer  # offline: the package would fetch bert-base-uncased
+    try:
+        loaded = load_image_reward(str(path), "cpu", med_config=str(med_config))
+        with pytest.raises(CheckpointError, match="missing key") as info:
+            load_image_reward(str(partial), "cpu", med_config=str(med_config))
+    finally:
+        blip_pretrain.init_tokenizer = original
+    assert str(partial) in str(info.value)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
