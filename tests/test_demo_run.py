@@ -111,3 +111,30 @@ def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
     assert set(shares) == set(TAGS) and max(shares.values()) - min(shares.values()) <= 1, shares
     train = {t: {s.caption for s in prompt_pool(t, "train")} for t in TAGS}
     assert all(c in train[parse_caption(c).tag] for c in captions)  # nothing held out leaks into training
+
+
+@pytest.mark.slow
+def test_sigterm_during_grpo_stops_the_demo_without_evaluating_a_partial_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    argv = [sys.executable, "-m", "demo.run", "--out", str(tmp_path), "--threads", "1", "--pretrain_prompts", "16"]
+    argv += ["--images_per_prompt", "2", "--vq_steps", "3", "--gpt_steps", "3", "--eval_samples", "16"]
+    argv += ["--grpo_steps", "500", "--num_generations", "4", "--prompts_per_step", "2"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    metrics = tmp_path / "t2i_seed0" / "grpo" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2) and process.poll() is None:
+        assert time.monotonic() < deadline, "GRPO never started"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 143, output[-2000:]
+    assert "SIGTERM" in output and "[demo] 4/4" not in output
+    assert not (tmp_path / "t2i_seed0" / "summary.json").exists()
+    assert list((tmp_path / "t2i_seed0" / "grpo").glob("checkpoint-*")), "no resumable checkpoint was saved"
