@@ -211,27 +211,33 @@ def curve_by_colour(curve: list[tuple[int, str, float]], window: int = 5) -> dic
 
 
 def plot(results: list[dict], path: Path) -> None:
-    """One panel per (task, setting): per-colour training reward, every seed's curve."""
+    """A row per task, a panel per setting: per-colour training reward, one line per seed and colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["task"], _setting(r)) for r in results})
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), sharey=True, squeeze=False)
+    tasks = sorted({r["task"] for r in results}, reverse=True)
+    settings = sorted({_setting(r) for r in results})
+    fig, axes = plt.subplots(
+        len(tasks), len(settings), figsize=(3.8 * len(settings), 3.0 * len(tasks)), sharey=True, squeeze=False
+    )
     palette = {"red": "tab:red", "yellow": "gold", "green": "tab:green", "blue": "tab:blue", "purple": "tab:purple"}
-    for ax, (task, setting) in zip(axes[0], panels, strict=True):
-        for r in results:
-            if (r["task"], _setting(r)) != (task, setting):
-                continue
-            for colour, (steps, values) in curve_by_colour([tuple(c) for c in r["curve"]]).items():
-                ax.plot(steps, values, color=palette[colour], alpha=0.7, linewidth=1)
-        ax.set_title(f"{task}: {setting}")
-        ax.set_xlabel("GRPO step")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("pixels in the prompt's colour")
+    for row, task in enumerate(tasks):
+        for col, setting in enumerate(settings):
+            ax = axes[row][col]
+            for r in results:
+                if (r["task"], _setting(r)) != (task, setting):
+                    continue
+                for colour, (steps, values) in curve_by_colour([tuple(c) for c in r["curve"]]).items():
+                    ax.plot(steps, values, color=palette[colour], alpha=0.7, linewidth=1)
+            ax.set_title(f"{task}: {setting}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if row == len(tasks) - 1:
+                ax.set_xlabel("GRPO step")
+        axes[row][0].set_ylabel("pixels in the prompt's colour")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
