@@ -9,8 +9,12 @@ rewarded by them alone learns to scatter blobs until one passes; this term makes
 symmetric on purpose: a one-sided ``min(1, asked / found)`` paid full marks for a single object whatever the
 prompt asked, and GRPO learned to draw one object for two-object prompts (docs/demo.md).
 
-``mode="clean"`` is ``dense * tidy``: graded like dense, but an extra or missing object scales the whole reward
-down, so clutter can never pay. ``mode="exact"`` is the clutter-free verdict itself (GenEval-correct with nothing
+``mode="clean"`` is the F1 (Dice) score of the objects: ``2 * matched / (asked + found)``, where ``matched``
+counts detections of the asked shape *and* colour, up to the asked number. It is graded (one of two asked
+objects earns 2/3), yet a wrong object earns nothing and every extra one lowers it, so clutter can never pay.
+(``dense * tidy`` did not work as well: it paid as much for one wrong-coloured object as for the right one
+beside a fragment, and GRPO traded colours for tidiness, docs/demo.md.)
+``mode="exact"`` is the clutter-free verdict itself (GenEval-correct with nothing
 else in the image), the demo's headline metric as a 0/1 reward. ``mode="colour"`` is the fraction of the image's
 pixels in the colour the prompt names (single-colour prompts only): a reward every colour can learn quickly,
 used to test that GRPO learns a prompt-dependent reward at all.
@@ -24,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from demo.detect import colour_map
+from demo.detect import Detection, colour_map
 from demo.evaluator import Verdict, evaluate_images
 from demo.world import COLOUR_NAMES, PromptSpec, class_spec, parse_caption
 from reward_utils.base import Prompt, RewardError, RewardFunction
@@ -62,7 +66,8 @@ class ShapesReward(RewardFunction):
         if self.mode == "colour":
             values = _colour_fractions(channel_last, specs, prompts)
         else:
-            values = [_verdict_value(v, self.mode) for v in evaluate_images(channel_last, specs)]
+            verdicts = evaluate_images(channel_last, specs)
+            values = [_verdict_value(v, spec, self.mode) for v, spec in zip(verdicts, specs, strict=True)]
         return torch.tensor(values, dtype=torch.float32, device=images.device)
 
     def _spec(self, index: int, prompt: Prompt, row: dict[str, Any] | None) -> PromptSpec:
@@ -86,15 +91,26 @@ class ShapesReward(RewardFunction):
         return given
 
 
-def _verdict_value(verdict: Verdict, mode: str) -> float:
-    tidy = min(verdict.asked, len(verdict.detections)) / max(verdict.asked, len(verdict.detections))
-    return {
-        "dense": verdict.dense,
-        "strict": float(verdict.strict),
-        "tidy": tidy,
-        "clean": verdict.dense * tidy,
-        "exact": float(verdict.exact),
-    }[mode]
+def _verdict_value(verdict: Verdict, spec: PromptSpec, mode: str) -> float:
+    found = len(verdict.detections)
+    if mode == "tidy":
+        return min(verdict.asked, found) / max(verdict.asked, found)
+    if mode == "clean":
+        return 2 * matched_objects(spec, verdict.detections) / (verdict.asked + found)
+    return {"dense": verdict.dense, "strict": float(verdict.strict), "exact": float(verdict.exact)}[mode]
+
+
+def matched_objects(spec: PromptSpec, detections: Sequence[Detection]) -> int:
+    """Detections that fill an asked object (its shape, and its colour if named), each used once, largest
+    first; requirements that name a colour choose before those that do not."""
+    free = sorted(detections, key=lambda d: -d.area)
+    matched = 0
+    for req in sorted(spec.include, key=lambda r: r.colour is None):
+        fits = [d for d in free if d.shape == req.shape and req.colour in (None, d.colour)][: req.count]
+        for d in fits:
+            free.remove(d)
+        matched += len(fits)
+    return matched
 
 
 def _colour_fractions(images: np.ndarray, specs: list[PromptSpec], prompts: Sequence[Prompt]) -> list[float]:
