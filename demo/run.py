@@ -52,6 +52,7 @@ class DemoSettings:
     # evaluation on held-out prompts (t2i) / all classes (c2i)
     eval_samples: int = 256
     cfg_scale: float = 3.0
+    temperature: float = 1.0  # sampling temperature, in evaluation and GRPO alike
     # GRPO
     grpo_steps: int = 100
     num_generations: int = 8
@@ -131,7 +132,7 @@ def evaluate(
 ) -> tuple[dict, torch.Tensor]:
     """GenEval-style report of one sample per prompt entry, with fixed per-sample seeds."""
     gpt.eval()
-    cfg = SamplingConfig(cfg_scale=settings.cfg_scale)
+    cfg = SamplingConfig(cfg_scale=settings.cfg_scale, temperature=settings.temperature)
     images = []
     for start in range(0, len(prompts), 64):
         chunk = prompts[start : start + 64]
@@ -243,6 +244,8 @@ def grpo_flags(
         str(per_device),
         "--gen_cfg_cfg_scale",
         str(settings.cfg_scale),
+        "--temperature",
+        str(settings.temperature),
         "--max_steps",
         str(settings.grpo_steps),
         "--learning_rate",
