@@ -9,11 +9,13 @@ rewarded by them alone learns to scatter blobs until one passes; this term makes
 symmetric on purpose: a one-sided ``min(1, asked / found)`` paid full marks for a single object whatever the
 prompt asked, and GRPO learned to draw one object for two-object prompts (docs/demo.md).
 
-``mode="clean"`` is the F1 (Dice) score of the objects: ``2 * matched / (asked + found)``, where ``matched``
-counts detections of the asked shape *and* colour, up to the asked number. It is graded (one of two asked
-objects earns 2/3), yet a wrong object earns nothing and every extra one lowers it, so clutter can never pay.
-(``dense * tidy`` did not work as well: it paid as much for one wrong-coloured object as for the right one
-beside a fragment, and GRPO traded colours for tidiness, docs/demo.md.)
+``mode="clean"`` is ``precision² × recall`` of the objects: ``matched`` counts detections of the asked shape
+*and* colour, up to the asked number; precision = matched / found, recall = matched / asked. It is graded (one
+of two asked objects earns 1/2), yet a wrong object earns nothing, and clutter never pays even as a lottery:
+with k objects of which each is right by chance with probability q, the expected reward falls like q / k.
+(``dense × tidy`` paid as much for one wrong-coloured object as for the right one beside a fragment, and the
+F1 score ``2 matched / (asked + found)`` stays near 2q whatever k: under both, t2i GRPO drew more objects,
+docs/demo.md.)
 ``mode="exact"`` is the clutter-free verdict itself (GenEval-correct with nothing
 else in the image), the demo's headline metric as a 0/1 reward. ``mode="colour"`` is the fraction of the image's
 pixels in the colour the prompt names (single-colour prompts only): a reward every colour can learn quickly,
@@ -96,7 +98,8 @@ def _verdict_value(verdict: Verdict, spec: PromptSpec, mode: str) -> float:
     if mode == "tidy":
         return min(verdict.asked, found) / max(verdict.asked, found)
     if mode == "clean":
-        return 2 * matched_objects(spec, verdict.detections) / (verdict.asked + found)
+        matched = matched_objects(spec, verdict.detections)
+        return (matched / found) ** 2 * matched / verdict.asked if found else 0.0
     return {"dense": verdict.dense, "strict": float(verdict.strict), "exact": float(verdict.exact)}[mode]
 
 
