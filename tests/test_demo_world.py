@@ -506,6 +506,38 @@ def test_tidy_mode_makes_clutter_cost():
     assert ShapesReward("strict")(as_tensor(cluttered), ["a photo of a circle"]).tolist() == [1.0]
 
 
+def test_clean_mode_pays_nothing_for_wrong_objects_and_less_for_every_extra_one():
+    def as_tensor(objects):
+        return torch.from_numpy(draw(objects)).permute(2, 0, 1)[None].float() / 255.0
+
+    red_circle = [Placed("circle", "red", 4, 4, 10)]
+    extras = [Placed("square", "blue", 18, 4, 10), Placed("triangle", "green", 4, 18, 10)]
+    clean, exact = ShapesReward("clean"), ShapesReward("exact")
+    assert clean(as_tensor(red_circle), ["a photo of a red circle"]).tolist() == [1.0]
+    assert clean(as_tensor(red_circle), ["a photo of a blue circle"]).tolist() == [0.0]  # wrong colour
+    # precision^2 x recall: (1/2)^2 and (1/3)^2 with one and two extra objects
+    assert clean(as_tensor(red_circle + extras[:1]), ["a photo of a red circle"]).tolist() == pytest.approx([1 / 4])
+    assert clean(as_tensor(red_circle + extras), ["a photo of a red circle"]).tolist() == pytest.approx([1 / 9])
+    # half the asked objects, nothing extra: recall 1/2
+    assert clean(as_tensor(red_circle), ["a photo of a red circle and a blue square"]).tolist() == [0.5]
+    assert clean(as_tensor([]), ["a photo of a red circle"]).tolist() == [0.0]
+    # exact: GenEval-correct with nothing else in the image
+    assert exact(as_tensor(red_circle), ["a photo of a red circle"]).tolist() == [1.0]
+    assert exact(as_tensor(red_circle + extras), ["a photo of a red circle"]).tolist() == [0.0]
+    assert ShapesReward("strict")(as_tensor(red_circle + extras), ["a photo of a red circle"]).tolist() == [1.0]
+
+
+def test_colour_mode_is_the_fraction_of_pixels_in_the_prompts_colour():
+    image = torch.from_numpy(draw([Placed("square", "red", 0, 0, 16)])).permute(2, 0, 1)[None].float() / 255.0
+    colour = ShapesReward("colour")
+    red = colour(image, ["a photo of a red square"]).item()
+    assert red == pytest.approx(16 * 16 / 32**2, abs=0.03)
+    assert colour(image, [0]).item() == pytest.approx(red)  # class 0 is the red circle: its colour is red
+    assert colour(image, ["a photo of a blue square"]).tolist() == [0.0]
+    with pytest.raises(RewardError, match="exactly one colour"):
+        colour(image, ["a photo of a square"])
+
+
 def test_reward_uses_metadata_spec_and_checks_it_agrees():
     image = (
         torch.from_numpy(draw([Placed("square", "green", 10, 10, 12)])).permute(2, 0, 1)[None].float() / 255.0
