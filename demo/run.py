@@ -65,13 +65,10 @@ class DemoSettings:
     scale_rewards: str = "group"
 
 
-def _cache_key(settings: DemoSettings, models: DemoModels) -> str:
-    relevant = {
-        k: v
-        for k, v in asdict(settings).items()
-        if k in ("task", "seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps")
-    }
-    text = json.dumps({"settings": relevant, "models": asdict(models), "version": 4}, sort_keys=True)
+def _cache_key(settings: DemoSettings, models: DemoModels, *, with_task: bool = True) -> str:
+    names = ["seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps"] + (["task"] if with_task else [])
+    relevant = {k: v for k, v in asdict(settings).items() if k in names}
+    text = json.dumps({"settings": relevant, "models": asdict(models), "version": 5}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -81,9 +78,14 @@ def cache_folder(out: Path, settings: DemoSettings, models: DemoModels) -> Path:
 
 
 def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[Path, Path, dict]:
-    """Train (or reuse) the VQ and the GPT; returns their checkpoint paths and timings."""
+    """Train (or reuse) the VQ and the GPT; returns their checkpoint paths and timings.
+
+    The GPT is kept in ``cache``; the VQ beside it, keyed without the task, so both tasks share one tokenizer.
+    """
     cache.mkdir(parents=True, exist_ok=True)
-    vq_path, gpt_path = cache / "vq.pt", cache / f"gpt_{settings.task}.pt"
+    vq_path = cache.parent / f"vq-{_cache_key(settings, models, with_task=False)}" / "vq.pt"
+    vq_path.parent.mkdir(exist_ok=True)
+    gpt_path = cache / f"gpt_{settings.task}.pt"
     info: dict = {"cached": vq_path.is_file() and gpt_path.is_file()}
     if info["cached"]:
         return vq_path, gpt_path, info

@@ -13,7 +13,7 @@ import torch
 from dataset.prompts import load_prompts
 from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
-from demo.run import DemoSettings, grpo_prompt_file, main, pretrain, run
+from demo.run import DemoSettings, cache_folder, grpo_prompt_file, main, pretrain, run
 from demo.world import TAGS, parse_caption, prompt_pool
 
 
@@ -55,15 +55,19 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
 def test_c2i_and_t2i_share_one_tokenizer_trained_on_scenes(tmp_path):
     """Trained on one object per image, the c2i VQ lost two or three of the five colours (docs/demo.md)."""
     models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=16, caption_dim=32)
-    paths = {}
-    for task in ("t2i", "c2i"):
+    paths, infos = {}, {}
+    for task in ("c2i", "t2i"):
         settings = DemoSettings(task=task, pretrain_prompts=8, images_per_prompt=2, vq_steps=3, gpt_steps=1)
-        paths[task] = pretrain(settings, models, tmp_path / task)[0]
-    t2i_vq = torch.load(paths["t2i"], map_location="cpu")["model"]
-    c2i_vq = torch.load(paths["c2i"], map_location="cpu")["model"]
-    assert t2i_vq.keys() == c2i_vq.keys()
-    for name, weight in t2i_vq.items():
-        assert torch.equal(weight, c2i_vq[name]), name
+        paths[task], _, infos[task] = pretrain(settings, models, cache_folder(tmp_path, settings, models))
+    assert paths["t2i"] == paths["c2i"]
+    assert "vq_seconds" in infos["c2i"] and "vq_seconds" not in infos["t2i"]  # trained once, by the first task
+    # trained on the t2i scenes even when c2i asks first: the same weights as a VQ trained for t2i alone
+    alone = pretrain(settings, models, tmp_path / "alone" / "t2i")[0]
+    trained_first = torch.load(paths["c2i"], map_location="cpu", weights_only=True)["model"]
+    trained_alone = torch.load(alone, map_location="cpu", weights_only=True)["model"]
+    assert trained_first.keys() == trained_alone.keys()
+    for name, weight in trained_first.items():
+        assert torch.equal(weight, trained_alone[name]), name
 
 
 def test_paired_gain_matches_hand_computation():
