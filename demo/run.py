@@ -1,6 +1,6 @@
 """The offline demo, end to end: shapes data -> small VQ + GPT -> evaluate -> GRPO (real trainer) -> evaluate.
 
-    python -m demo.run [--task t2i|c2i] [--seed 0] [--out outputs/demo]
+    python -m demo.run [--task c2i|t2i] [--seed 0] [--reward clean|geneval_rules|noise_control] [--out outputs/demo]
 
 Pretrained artifacts are cached under ``<out>/cache`` (keyed by their settings), so a second run goes straight
 to GRPO. GRPO runs through ``train_t2i.py``/``train_c2i.py``, i.e. the same code path as the paper's scripts,
@@ -42,7 +42,7 @@ from tokenizer.vq_model import VQModel, load_vq
 
 @dataclass
 class DemoSettings:
-    task: str = "t2i"
+    task: str = "c2i"  # where the honest reward gains within the budget (docs/demo.md)
     seed: int = 0
     # pretraining: deliberately short, so the generator is clearly imperfect
     pretrain_prompts: int = 400

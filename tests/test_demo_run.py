@@ -20,6 +20,7 @@ from demo.world import TAGS, parse_caption, prompt_pool
 @pytest.mark.slow
 def test_demo_pipeline_runs_and_reports(tmp_path):
     settings = DemoSettings(
+        task="t2i",
         pretrain_prompts=16,
         images_per_prompt=2,
         vq_steps=3,
@@ -109,7 +110,7 @@ def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
 
     The trainer draws prompts uniformly from the file's lines; repeats are what keep the small pools in.
     """
-    path = grpo_prompt_file(DemoSettings(seed=3), tmp_path)
+    path = grpo_prompt_file(DemoSettings(task="t2i", seed=3), tmp_path)
     captions = [r.text for r in load_prompts(path)]
     shares = Counter(parse_caption(c).tag for c in captions)
     assert set(shares) == set(TAGS) and max(shares.values()) - min(shares.values()) <= 1, shares
@@ -126,7 +127,8 @@ def test_sigterm_during_grpo_stops_the_demo_without_evaluating_a_partial_run(tmp
     import time
     from pathlib import Path
 
-    argv = [sys.executable, "-m", "demo.run", "--out", str(tmp_path), "--threads", "1", "--pretrain_prompts", "16"]
+    argv = [sys.executable, "-m", "demo.run", "--task", "t2i", "--out", str(tmp_path), "--threads", "1"]
+    argv += ["--pretrain_prompts", "16"]
     argv += ["--images_per_prompt", "2", "--vq_steps", "3", "--gpt_steps", "3", "--eval_samples", "16"]
     argv += ["--grpo_steps", "500", "--num_generations", "4", "--prompts_per_step", "2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
