@@ -120,6 +120,18 @@ class GRPOTrainer:
     def policy(self) -> GPT:
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def sampler_is_policy(self) -> bool:
+        """True when the sampler draws from exactly the policy distribution, on the same precision path.
+
+        Then the log-probs the sampler returns are the old policy's (tested against a teacher-forced pass) and
+        a second forward over the rollout is wasted. Truncation (top-k/top-p), conditional-branch log-probs
+        under CFG, or bf16 (cached and teacher-forced passes round differently) each make them differ.
+        """
+        cfg = self.config
+        guidance_matches = cfg.logp_guidance == "cfg" or not self.sampling.uses_cfg
+        return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16
+
     def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
         """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
         return [
@@ -225,13 +237,14 @@ class GRPOTrainer:
         policy = self.policy
         policy.eval()
         with acc.autocast():
-            tokens = generate(
+            sampled = generate(
                 policy,
                 cond,
                 cfg=self.sampling,
                 cond_mask=cond_mask,
                 generator=self._generators(first, per_process),
-            ).tokens
+            )
+        tokens = sampled.tokens
         policy.train()
         t1 = _timer(self.device)
         images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
@@ -255,7 +268,7 @@ class GRPOTrainer:
             prompts, cond, cond_mask, tokens, advantages, token_mask, None, None, images, metrics
         )
         if cfg.reuses_rollouts:
-            rollout.old_logp = self._frozen_logprobs(policy, rollout)
+            rollout.old_logp = sampled.logprobs if self.sampler_is_policy else self._frozen_logprobs(policy, rollout)
         if self.ref_model is not None:
             rollout.ref_logp = self._frozen_logprobs(self.ref_model, rollout)
         t4 = _timer(self.device)

@@ -204,3 +204,46 @@ def test_warmup_steps_ramp_the_learning_rate(tmp_path, schedule):
         trainer.scheduler.step()
     assert rates[:4] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4])
     assert rates[4] == pytest.approx(1e-3)
+
+
+SAMPLER_LOGP_ATOL = 2e-5  # fp32: cached decode and teacher-forced pass differ only by summation order
+
+
+def _count_forward_calls(model):
+    calls = []
+    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    return calls, handle
+
+
+def test_sampler_logprobs_equal_the_trainers_teacher_forced_logprobs(tmp_path):
+    trainer = make_trainer(tmp_path, top_k=0, cfg_interval=6)
+    assert trainer.sampler_is_policy
+    policy = trainer.policy.eval()
+    labels = torch.tensor([1, 4, 4, 7])
+    out = generate(policy, labels, cfg=trainer.sampling, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        recomputed, _ = trainer._logprobs(policy, labels, None, out.tokens)
+    assert out.logprobs.min() < -1.0  # a real distribution, not near-certain tokens
+    torch.testing.assert_close(out.logprobs, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
+
+
+def test_reused_rollouts_take_old_logprobs_from_the_sampler_without_a_second_pass(tmp_path):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, top_k=0)
+    calls, handle = _count_forward_calls(trainer.policy)
+    rollout = trainer.make_rollout()
+    handle.remove()
+    assert calls == []  # no teacher-forced pass: the sampler's log-probs are the old policy's
+    recomputed = trainer._frozen_logprobs(trainer.policy, rollout)
+    torch.testing.assert_close(rollout.old_logp, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(top_k=5), dict(top_p=0.9), dict(logp_guidance="cond")]
+)
+def test_old_logprobs_are_recomputed_when_the_sampler_is_not_the_policy(tmp_path, overrides):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, **{"top_k": 0, **overrides})
+    assert not trainer.sampler_is_policy
+    calls, handle = _count_forward_calls(trainer.policy)
+    rollout = trainer.make_rollout()
+    handle.remove()
+    assert len(calls) >= 1 and rollout.old_logp is not None
