@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from autoregressive.checkpoint import save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
 from autoregressive.models.gpt import GPT
+from autoregressive.models.precision import inference_copy, refresh_from
 from grpo.advantages import group_advantages, in_group_diversity
 from grpo.checkpointing import load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
@@ -88,9 +89,17 @@ class GRPOTrainer:
         self.policy_dist = SamplingConfig(config.gen_cfg_cfg_scale, config.cfg_interval, config.temperature)
 
         policy.train()
+        # --bf16: sampling, the frozen log-prob passes and VQ decoding run on bf16 weights (fp32 logits); only
+        # the update keeps fp32 weights, under autocast. The sampling copy is refreshed from the policy per rollout.
+        self.inference_dtype = torch.bfloat16 if config.bf16 else None
         self.ref_model: GPT | None = None
         if config.beta > 0:
             self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False).to(self.device)
+            if self.inference_dtype is not None:
+                self.ref_model = inference_copy(self.ref_model, self.inference_dtype)
+        self._sampling_copy: GPT | None = None
+        if self.inference_dtype is not None:
+            self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
         optimizer = torch.optim.AdamW(
             policy.parameters(),
             lr=config.learning_rate,
@@ -131,6 +140,12 @@ class GRPOTrainer:
         cfg = self.config
         guidance_matches = cfg.logp_guidance == "cfg" or not self.sampling.uses_cfg
         return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16
+
+    def _sampling_model(self) -> GPT:
+        """The current policy weights in the inference precision (the policy itself in fp32)."""
+        if self._sampling_copy is None:
+            return self.policy
+        return refresh_from(self._sampling_copy, self.policy)
 
     def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
         """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
@@ -234,20 +249,21 @@ class GRPOTrainer:
         cond, cond_mask = self.encode_condition([p.value for p in prompts])
         cond = cond.repeat_interleave(cfg.num_generations, dim=0)
         cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(cfg.num_generations, dim=0)
-        policy = self.policy
+        policy = self._sampling_model()
         policy.eval()
-        with acc.autocast():
-            sampled = generate(
-                policy,
-                cond,
-                cfg=self.sampling,
-                cond_mask=cond_mask,
-                generator=self._generators(first, per_process),
-            )
+        sampled = generate(
+            policy,
+            cond,
+            cfg=self.sampling,
+            cond_mask=cond_mask,
+            generator=self._generators(first, per_process),
+        )
         tokens = sampled.tokens
-        policy.train()
+        self.policy.train()
         t1 = _timer(self.device)
-        images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
+        with acc.autocast():
+            images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
+        images = images.float()
         t2 = _timer(self.device)
         rewards, parts, group_ok = self._score(images, prompts, self._sample_seeds(first, per_process))
         t3 = _timer(self.device)

@@ -88,7 +88,11 @@ class GRPOConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
     lr_scheduler_type: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "linear"))
     warmup_steps: int = _opt(0, "linear warm-up steps")
-    bf16: bool = _opt(False, "bf16 autocast for sampling and the update (weights and optimizer stay fp32)")
+    bf16: bool = _opt(
+        False,
+        "bf16 weight copies (and KV cache) for sampling, the frozen log-prob passes and VQ decoding, fp32 logits; "
+        "bf16 autocast for the update (trained weights and optimizer stay fp32)",
+    )
     # checkpoints and logs
     save_steps: int = _opt(100, "save a checkpoint every this many steps (at the end of a rollout)")
     save_total_limit: int = _opt(

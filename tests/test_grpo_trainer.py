@@ -247,3 +247,34 @@ def test_old_logprobs_are_recomputed_when_the_sampler_is_not_the_policy(tmp_path
     rollout = trainer.make_rollout()
     handle.remove()
     assert len(calls) >= 1 and rollout.old_logp is not None
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """bf16 needs an Accelerator with another mixed precision than the process-wide state other tests built."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_path, fresh_accelerate_state):
+    from tests.test_precision import MAX_ABS_DLOGP
+
+    trainer = make_trainer(tmp_path, bf16=True, num_iterations=2, beta=0.1, top_k=0, max_steps=2)
+    assert not trainer.sampler_is_policy  # bf16 cached and teacher-forced passes round differently
+    assert trainer.ref_model.output.weight.dtype == torch.bfloat16
+    rollout = trainer.make_rollout()
+    assert trainer._sampling_copy.output.weight.dtype == torch.bfloat16
+    assert rollout.images.dtype == torch.float32 and rollout.old_logp.dtype == torch.float32
+    with torch.no_grad():
+        fp32, _ = trainer._logprobs(trainer.policy, rollout.cond, None, rollout.tokens)
+    delta = (rollout.old_logp - fp32).abs()
+    assert 0 < delta.max() <= MAX_ABS_DLOGP  # bf16 really ran, within the accepted tolerance
+    before = trainer.policy.output.weight.detach().clone()
+    trainer.train()
+    assert trainer.policy.output.weight.dtype == torch.float32
+    assert not torch.equal(trainer.policy.output.weight, before)
+    refreshed = trainer._sampling_model().output.weight
+    assert torch.equal(refreshed, trainer.policy.output.weight.to(torch.bfloat16))

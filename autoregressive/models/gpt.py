@@ -228,7 +228,7 @@ class CaptionEmbedder(nn.Module):
         if drop is not None:
             null = self.uncond_embedding.to(captions.dtype).expand_as(captions)
             captions = torch.where(drop[:, None, None], null, captions)
-        return self.cap_proj(captions)
+        return self.cap_proj(captions.to(self.cap_proj.fc1.weight.dtype))  # fp32 text features, bf16 copies
 
 
 class GPT(nn.Module):
