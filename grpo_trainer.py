@@ -257,6 +257,7 @@ class GRPOTrainer:
             cfg=self.sampling,
             cond_mask=cond_mask,
             generator=self._generators(first, per_process),
+            compile_mode="default" if cfg.compile else None,
         )
         tokens = sampled.tokens
         self.policy.train()

@@ -93,6 +93,10 @@ class GRPOConfig:
         "bf16 weight copies (and KV cache) for sampling, the frozen log-prob passes and VQ decoding, fp32 logits; "
         "bf16 autocast for the update (trained weights and optimizer stay fp32)",
     )
+    compile: bool = _opt(
+        False,
+        "sample with a static-shape decode step compiled once by torch.compile (the first rollout pays the compile)",
+    )
     # checkpoints and logs
     save_steps: int = _opt(100, "save a checkpoint every this many steps (at the end of a rollout)")
     save_total_limit: int = _opt(

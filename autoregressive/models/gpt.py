@@ -120,6 +120,26 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+class StaticKVCache(nn.Module):
+    """A fixed-size cache written at tensor positions, so a decode step has the same shapes at every token.
+
+    Queries attend to all ``max_len`` slots under a position mask (unwritten slots are masked out). Keys and
+    values are non-persistent buffers: outside the state dict, yet static addresses for CUDA graphs.
+    """
+
+    def __init__(self, batch: int, n_kv_head: int, max_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Write positions ``input_pos`` (L,) and return the whole cache (the mask hides unwritten slots)."""
+        self.k.index_copy_(2, input_pos, k.to(self.k.dtype))
+        self.v.index_copy_(2, input_pos, v.to(self.v.dtype))
+        return self.k, self.v
+
+
 def apply_rotary_emb(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs (x[2k], x[2k+1]) in fp32. x: (B, L, H, hd); freqs: (L, hd/2, 2) cos/sin."""
     xs = x.float().reshape(*x.shape[:-1], -1, 2)
@@ -151,7 +171,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.dim, args.dim, bias=False)
         self.attn_dropout_p = args.attn_dropout_p
         self.resid_dropout = nn.Dropout(args.resid_dropout_p)
-        self.kv_cache: KVCache | None = None
+        self.kv_cache: KVCache | StaticKVCache | None = None
 
     def forward(self, x, freqs, start, mask, is_causal):
         bsz, seqlen, _ = x.shape
@@ -289,14 +309,15 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------------------------- forward
     def _attention_mask(
-        self, input_pos: torch.Tensor, num_keys: int, cond_mask: torch.Tensor | None
+        self, input_pos: torch.Tensor, num_keys: int, cond_mask: torch.Tensor | None, always: bool = False
     ) -> tuple[torch.Tensor | None, bool]:
         """Causal mask for queries at ``input_pos`` over keys 0..num_keys-1; padded caption keys hidden.
 
         Returns (mask, is_causal). Padded caption positions attend only to themselves, as LlamaGen does.
+        ``always`` builds the mask even where ``is_causal`` or no mask would do (the static cache's slots).
         """
         seqlen = input_pos.shape[0]
-        if cond_mask is None:
+        if cond_mask is None and not always:
             if seqlen == 1:
                 return None, False
             if num_keys == seqlen:
@@ -319,6 +340,15 @@ class GPT(nn.Module):
         freqs = self.freqs_for(start, x.shape[1], x.device)
         for layer in self.layers:
             x = layer(x, freqs, start, mask, is_causal)
+        return self.output(self.norm(x)).float()
+
+    def _transform_at(self, x: torch.Tensor, input_pos: torch.Tensor, cond_mask: torch.Tensor | None) -> torch.Tensor:
+        """Like ``_transform`` with a static cache: positions are a tensor, so shapes never change per token."""
+        num_keys = self.layers[0].attention.kv_cache.k.shape[2]
+        mask, _ = self._attention_mask(input_pos, num_keys, cond_mask, always=True)
+        freqs = self._freqs_cis[input_pos]
+        for layer in self.layers:
+            x = layer(x, freqs, input_pos, mask, False)
         return self.output(self.norm(x)).float()
 
     def forward(
@@ -348,23 +378,30 @@ class GPT(nn.Module):
         max_new_tokens: int,
         dtype: torch.dtype | None = None,
         cond_mask: torch.Tensor | None = None,
+        static: bool = False,
     ) -> Iterator[None]:
-        """Allocate per-layer caches for one generation; they are freed on exit, even on error."""
+        """Allocate per-layer caches for one generation; they are freed on exit, even on error.
+
+        ``static`` allocates :class:`StaticKVCache` for :meth:`prefill_static`/:meth:`decode_step_static`.
+        """
         if max_new_tokens > self.block_size:
             raise ValueError(f"max_new_tokens {max_new_tokens} exceeds block_size {self.block_size}")
         ref = self.output.weight
         dtype = dtype or ref.dtype
         max_len = self.cls_token_num + max_new_tokens
         cfg = self.config
+        cache_class = StaticKVCache if static else KVCache
         for layer in self.layers:
-            layer.attention.kv_cache = KVCache(
+            layer.attention.kv_cache = cache_class(
                 batch_size, cfg.n_kv_head, max_len, cfg.head_dim, dtype, ref.device
             )
+        self.freqs_for(0, 0, ref.device)  # the rotary table on the model's device before any step
         self._cond_key_mask = cond_mask
         try:
             yield
         finally:
             for layer in self.layers:
+                del layer.attention.kv_cache  # a static cache is a child module: unregister it
                 layer.attention.kv_cache = None
             self._cond_key_mask = None
 
@@ -376,6 +413,18 @@ class GPT(nn.Module):
         """Feed image token ``index`` (B,) and return the logits for token ``index + 1``, (B, vocab)."""
         x = self.tok_embeddings(token.reshape(-1, 1))
         return self._transform(x, self.cls_token_num + index, self._cond_key_mask)[:, -1]
+
+    def prefill_static(self, cond: torch.Tensor) -> torch.Tensor:
+        """:meth:`prefill` into a static cache (``kv_cache(..., static=True)``)."""
+        emb = self.embed_condition(cond)
+        input_pos = torch.arange(emb.shape[1], device=emb.device)
+        return self._transform_at(emb, input_pos, self._cond_key_mask)[:, -1]
+
+    def decode_step_static(self, token: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode_step` with the image-token index as a (1,) long tensor: one graph for every token,
+        which ``torch.compile`` traces once (and CUDA graphs can capture)."""
+        x = self.tok_embeddings(token.reshape(-1, 1))
+        return self._transform_at(x, index + self.cls_token_num, self._cond_key_mask)[:, -1]
 
 
 # --------------------------------------------------------------------------------------- registry
