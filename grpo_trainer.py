@@ -173,10 +173,18 @@ class GRPOTrainer:
         entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
         return logp, entropy
 
+    def _frozen_chunks(self, rows: int, num_tokens: int) -> list[slice]:
+        """The whole rollout in one no-grad pass unless its logits (fp32; CFG branches, guided logits and
+        log-softmax alive at once) would exceed ``logprob_memory_gb``."""
+        branches = 2 if self.config.logp_guidance == "cfg" and self.policy_dist.uses_cfg else 1
+        per_row = (branches + 2) * num_tokens * self.policy.config.vocab_size * 4
+        size = max(1, min(rows, int(self.config.logprob_memory_gb * 2**30 // per_row)))
+        return [slice(i, min(i + size, rows)) for i in range(0, rows, size)]
+
     @torch.no_grad()
     def _frozen_logprobs(self, model, rollout: Rollout) -> torch.Tensor:
         out = []
-        for sl in self._chunks(rollout.tokens.shape[0]):
+        for sl in self._frozen_chunks(*rollout.tokens.shape):
             mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
             with self.accelerator.autocast():
                 out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl])[0])

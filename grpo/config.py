@@ -44,6 +44,9 @@ class GRPOConfig:
         ("cfg", "cond"),
     )
     decode_batch_size: int = _opt(32, "images decoded by the VQ at once")
+    logprob_memory_gb: float = _opt(
+        1.0, "logits memory one frozen log-prob pass (old policy, reference) may use; beyond it the rollout is chunked"
+    )
     # objective
     beta: float = _opt(0.04, "KL coefficient against the frozen reference model (0: no reference model)")
     epsilon: float = _opt(0.2, "lower clipping range ε_low")

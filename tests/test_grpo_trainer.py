@@ -278,3 +278,22 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     assert not torch.equal(trainer.policy.output.weight, before)
     refreshed = trainer._sampling_model().output.weight
     assert torch.equal(refreshed, trainer.policy.output.weight.to(torch.bfloat16))
+
+
+def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):
+    kwargs = dict(num_iterations=2, beta=0.1, top_k=5, num_generations=4, per_device_train_batch_size=8)
+    kwargs["steps_per_generation"] = 2  # 16 samples per rollout, two micro-batches of 8
+    whole = make_trainer(tmp_path / "whole", **kwargs)
+    calls, handle = _count_forward_calls(whole.ref_model)
+    rollout = whole.make_rollout()
+    handle.remove()
+    assert rollout.tokens.shape[0] == 16 and len(calls) == 1  # one batch, not one per micro-batch
+    # A budget of ~3 rows of logits (CFG branches + guided + log-softmax, fp32) splits the pass, same values.
+    per_row_gb = 4 * rollout.tokens.shape[1] * whole.policy.config.vocab_size * 4 / 2**30
+    chunked = make_trainer(tmp_path / "chunked", logprob_memory_gb=3.5 * per_row_gb, **kwargs)
+    calls, handle = _count_forward_calls(chunked.ref_model)
+    again = chunked.make_rollout()
+    handle.remove()
+    assert len(calls) == 6  # ceil(16 / 3)
+    assert torch.equal(again.tokens, rollout.tokens)
+    torch.testing.assert_close(again.ref_logp, rollout.ref_logp, atol=1e-5, rtol=0)
