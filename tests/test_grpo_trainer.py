@@ -264,9 +264,9 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
 
     trainer = make_trainer(tmp_path, bf16=True, num_iterations=2, beta=0.1, top_k=0, max_steps=2)
     assert not trainer.sampler_is_policy  # bf16 cached and teacher-forced passes round differently
-    assert trainer.ref_model.output.weight.dtype == torch.bfloat16
+    assert trainer.ref_model.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
     rollout = trainer.make_rollout()
-    assert trainer._sampling_copy.output.weight.dtype == torch.bfloat16
+    assert trainer._sampling_copy.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
     assert rollout.images.dtype == torch.float32 and rollout.old_logp.dtype == torch.float32
     with torch.no_grad():
         fp32, _ = trainer._logprobs(trainer.policy, rollout.cond, None, rollout.tokens)
@@ -276,8 +276,8 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     trainer.train()
     assert trainer.policy.output.weight.dtype == torch.float32
     assert not torch.equal(trainer.policy.output.weight, before)
-    refreshed = trainer._sampling_model().output.weight
-    assert torch.equal(refreshed, trainer.policy.output.weight.to(torch.bfloat16))
+    refreshed = trainer._sampling_model().layers[0].feed_forward.w1.weight
+    assert torch.equal(refreshed, trainer.policy.layers[0].feed_forward.w1.weight.to(torch.bfloat16))
 
 
 def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):

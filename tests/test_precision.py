@@ -53,7 +53,8 @@ def test_bf16_copy_keeps_logprobs_of_sampled_tokens_within_tolerance(model_type)
     cond, mask = _conditions(model, 8)
     tokens = generate(model, cond, cfg=cfg, cond_mask=mask, generator=torch.Generator().manual_seed(0)).tokens
     low = inference_copy(model, torch.bfloat16)
-    assert low.output.weight.dtype == torch.bfloat16 and model.output.weight.dtype == torch.float32
+    assert low.layers[0].attention.wqkv.weight.dtype == low.tok_embeddings.weight.dtype == torch.bfloat16
+    assert low.output.weight.dtype == model.output.weight.dtype == torch.float32  # the logit head stays fp32
     with torch.no_grad():
         reference = policy_logits(model, cond, tokens, cfg, mask)
         teacher_forced = policy_logits(low, cond, tokens, cfg, mask)
@@ -78,12 +79,12 @@ def test_bf16_cache_follows_the_weights_dtype():
 def test_refresh_copies_the_current_weights_in_place():
     model = tiny_gpt("t2i")
     low = inference_copy(model, torch.bfloat16)
-    storage = low.output.weight.data_ptr()
+    storage = low.layers[0].feed_forward.w1.weight.data_ptr()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    assert not torch.equal(low.output.weight, model.output.weight.to(torch.bfloat16))
+    assert not torch.equal(low.output.weight, model.output.weight)
     refresh_from(low, model)
-    assert low.output.weight.data_ptr() == storage
+    assert low.layers[0].feed_forward.w1.weight.data_ptr() == storage
     for a, b in zip(low.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b.to(a.dtype))

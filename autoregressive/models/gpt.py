@@ -340,7 +340,12 @@ class GPT(nn.Module):
         freqs = self.freqs_for(start, x.shape[1], x.device)
         for layer in self.layers:
             x = layer(x, freqs, start, mask, is_causal)
-        return self.output(self.norm(x)).float()
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 logits; the head runs in its own dtype (fp32 in a bf16 inference copy, so logits are not
+        rounded to bf16's 8 significant bits)."""
+        return self.output(self.norm(x).to(self.output.weight.dtype)).float()
 
     def _transform_at(self, x: torch.Tensor, input_pos: torch.Tensor, cond_mask: torch.Tensor | None) -> torch.Tensor:
         """Like ``_transform`` with a static cache: positions are a tensor, so shapes never change per token."""
@@ -349,7 +354,7 @@ class GPT(nn.Module):
         freqs = self._freqs_cis[input_pos]
         for layer in self.layers:
             x = layer(x, freqs, input_pos, mask, False)
-        return self.output(self.norm(x)).float()
+        return self._logits(x)
 
     def forward(
         self,
@@ -386,7 +391,7 @@ class GPT(nn.Module):
         """
         if max_new_tokens > self.block_size:
             raise ValueError(f"max_new_tokens {max_new_tokens} exceeds block_size {self.block_size}")
-        ref = self.output.weight
+        ref = self.layers[0].attention.wqkv.weight  # the trunk's dtype (an inference copy keeps its head fp32)
         dtype = dtype or ref.dtype
         max_len = self.cls_token_num + max_new_tokens
         cfg = self.config

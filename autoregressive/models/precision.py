@@ -8,14 +8,23 @@ rollout instead of autocast's cast of every weight at every decode step; the GPT
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 
-def inference_copy(model: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A frozen, eval-mode deep copy of ``model`` with floating parameters and buffers in ``dtype``."""
-    return copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+def inference_copy(model: nn.Module, dtype: torch.dtype, keep_fp32: Sequence[str] = ("output",)) -> nn.Module:
+    """A frozen, eval-mode deep copy of ``model`` with floating parameters and buffers in ``dtype``.
+
+    Submodules named in ``keep_fp32`` (present ones only) stay fp32: by default the GPT's logit head, so logits are
+    never rounded to bf16's 8 significant bits (that rounding alone changes near-tied greedy tokens).
+    """
+    low = copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+    for name in keep_fp32:
+        if hasattr(low, name):
+            getattr(low, name).float()
+    return low
 
 
 @torch.no_grad()
