@@ -7,7 +7,9 @@ Config: c2i GPT (dim 256, 4 layers, 4 heads, vocab 1024) over 8x8 tokens, the de
 log-probs, the default), beta 0.1 (so the reference pass runs), a weight-free brightness reward.
 
 Variants, stepped interleaved (one round steps each trainer once) in one process:
-- ``main``: default flags (fp32, eager), the path today's main runs;
+- ``main``: what today's main computes with default flags: ``default`` with the fused SDPA kernel for the single
+  decode query too (swapped in for this variant's steps only);
+- ``default``: default flags (fp32, eager) on this code;
 - ``bf16``: ``--bf16``; ``compile``: ``--compile``; ``bf16_compile``: both.
 Reported per variant: medians over the steps after the first (which also pays any compile, reported apart) of
 sampling, VQ decoding, rewards, log-prob passes, update, and the total, plus the speed-up over ``main``.
@@ -21,15 +23,19 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accelerate import Accelerator  # noqa: E402
 from accelerate.state import AcceleratorState  # noqa: E402
 
+from autoregressive.models import gpt as gpt_module  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
 from grpo.prompts import ClassPrompts  # noqa: E402
@@ -39,6 +45,7 @@ from tokenizer.vq_model import VQConfig, VQModel  # noqa: E402
 PARTS = ["sampling", "decoding", "rewards", "logprobs", "update"]
 VARIANTS = {
     "main": {},
+    "default": {},
     "compile": {"compile": True},
     "bf16": {"bf16": True},
     "bf16_compile": {"bf16": True, "compile": True},
@@ -88,12 +95,19 @@ def build_trainer(samples: int, flags: dict, out: str, vq: VQModel) -> GRPOTrain
     )
 
 
-def one_step(trainer: GRPOTrainer) -> dict[str, float]:
-    start = time.perf_counter()
-    rollout = trainer.make_rollout()
-    mid = time.perf_counter()
-    trainer._update(rollout, _NoBar())
-    end = time.perf_counter()
+def _fused_single_query(q, k, v, mask):
+    """Main's decode attention: SDPA's fused kernel also for one query."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def one_step(trainer: GRPOTrainer, as_main: bool) -> dict[str, float]:
+    swap = patch.object(gpt_module, "single_query_attention", _fused_single_query) if as_main else nullcontext()
+    with swap:
+        start = time.perf_counter()
+        rollout = trainer.make_rollout()
+        mid = time.perf_counter()
+        trainer._update(rollout, _NoBar())
+        end = time.perf_counter()
     parts = {p: rollout.metrics[f"time/{p}"] for p in PARTS[:-1]}
     parts["update"] = end - mid
     parts["total"] = end - start
@@ -134,11 +148,11 @@ def main() -> None:
                 AcceleratorState._reset_state(True)
             for samples in [int(s) for s in args.samples.split(",")]:
                 trainers[(name, samples)] = build_trainer(samples, VARIANTS[name], f"{tmp}/{name}{samples}", vq)
-        first = {key: one_step(t) for key, t in trainers.items()}  # warm-up (and compile)
+        first = {key: one_step(t, key[0] == "main") for key, t in trainers.items()}  # warm-up (and compile)
         timed = {key: [] for key in trainers}
         for _ in range(args.steps):
             for key, trainer in trainers.items():
-                timed[key].append(one_step(trainer))
+                timed[key].append(one_step(trainer, key[0] == "main"))
         for samples in sorted({s for _, s in trainers}):
             main_total = statistics.median(r["total"] for r in timed[("main", samples)]) if "main" in names else None
             for name in names:

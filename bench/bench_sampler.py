@@ -5,8 +5,9 @@
 
 Variants, timed interleaved (one round runs each once) on the same weights and batch (B prompts x CFG = 2B rows):
 
-- ``llamagen``: LlamaGen's algorithm as published, expressed with our modules: a cache of the full sequence
-  length, every step attending to all slots through a causal-mask row, CFG, softmax then ``torch.multinomial``;
+- ``llamagen``: LlamaGen's decode written from the published algorithm (a layer loop over our weights): a cache
+  of the full sequence length, every step attending to all slots through a causal-mask row with SDPA, CFG,
+  softmax then ``torch.multinomial``;
 - ``eager_fp32`` / ``eager_bf16``: our ``generate`` (prefix cache) on fp32 weights / a bf16 inference copy;
 - ``compiled_fp32`` / ``compiled_bf16``: ``generate(compile_mode="default")`` (static cache, one graph).
 
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -39,27 +41,58 @@ from autoregressive.models.generate import (  # noqa: E402
     sample_tokens,
     token_logprobs,
 )
-from autoregressive.models.gpt import GPT, build_gpt  # noqa: E402
+from autoregressive.models.gpt import GPT, apply_rotary_emb, build_gpt  # noqa: E402
 from autoregressive.models.precision import inference_copy  # noqa: E402
 
 VARIANTS = ["llamagen", "eager_fp32", "eager_bf16", "compiled_fp32", "compiled_bf16"]
 
 
+def _llamagen_step(model: GPT, x: torch.Tensor, input_pos: torch.Tensor, caches, key_ok) -> torch.Tensor:
+    """LlamaGen's ``Transformer.forward`` at ``input_pos`` with a full-length cache, from the published algorithm:
+    write k/v at ``input_pos``, attend to every slot through the causal-mask rows (SDPA), fp32 logits."""
+    slots = caches[0][0].shape[2]
+    mask = torch.arange(slots)[None, :] <= input_pos[:, None]  # causal_mask[input_pos]
+    mask = (mask[None] & key_ok[:, None, :]) | (torch.arange(slots)[None, None, :] == input_pos[None, :, None])
+    mask = mask.unsqueeze(1)
+    freqs = model._freqs_cis[input_pos]
+    for layer, (k_cache, v_cache) in zip(model.layers, caches):
+        att = layer.attention
+        h = layer.attention_norm(x)
+        bsz, seqlen, _ = h.shape
+        q, k, v = att.wqkv(h).split([att.n_head * att.head_dim] * 3, dim=-1)
+        q = apply_rotary_emb(q.view(bsz, seqlen, att.n_head, att.head_dim), freqs).transpose(1, 2)
+        k = apply_rotary_emb(k.view(bsz, seqlen, att.n_head, att.head_dim), freqs).transpose(1, 2)
+        k_cache[:, :, input_pos] = k
+        v_cache[:, :, input_pos] = v.view(bsz, seqlen, att.n_head, att.head_dim).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask)
+        x = x + att.wo(y.transpose(1, 2).reshape(bsz, seqlen, -1))
+        x = x + layer.feed_forward(layer.ffn_norm(x))
+    return model.output(model.norm(x)).float()[:, -1]
+
+
 @torch.no_grad()
 def llamagen_generate(model: GPT, cond, mask, n_tokens: int, cfg_scale: float, gen: torch.Generator):
-    """Full-length cache, masked attention over all of it at every step, CFG, softmax + multinomial (eager)."""
+    """LlamaGen's ``generate``: a cache of the full sequence length, every step attending to all of its slots
+    through a causal-mask row, CFG on the doubled batch, softmax then ``torch.multinomial`` (eager, fp32)."""
     both = torch.cat([cond, model.null_condition_like(cond)])
-    both_mask = None if mask is None else torch.cat([mask, mask])
-    tokens, position = [], torch.zeros(1, dtype=torch.long)
-    with model.kv_cache(both.shape[0], n_tokens, cond_mask=both_mask, static=True):
-        logits = model.prefill_static(both)
-        for n in range(n_tokens):
-            cond_logits, uncond_logits = logits.chunk(2)
-            probs = torch.softmax(uncond_logits + cfg_scale * (cond_logits - uncond_logits), dim=-1)
-            token = torch.multinomial(probs, 1, generator=gen).squeeze(1)
-            tokens.append(token)
-            if n + 1 < n_tokens:
-                logits = model.decode_step_static(token.repeat(2), position.fill_(n))
+    rows, t, c = both.shape[0], model.cls_token_num, model.config
+    caches = [
+        (torch.zeros(rows, c.n_head, t + n_tokens, c.head_dim), torch.zeros(rows, c.n_head, t + n_tokens, c.head_dim))
+        for _ in model.layers
+    ]
+    key_ok = torch.ones(rows, t + n_tokens, dtype=torch.bool)
+    if mask is not None:
+        key_ok[:, :t] = torch.cat([mask, mask]).bool()
+    logits = _llamagen_step(model, model.embed_condition(both), torch.arange(t), caches, key_ok)
+    tokens = []
+    for n in range(n_tokens):
+        cond_logits, uncond_logits = logits.chunk(2)
+        probs = torch.softmax(uncond_logits + cfg_scale * (cond_logits - uncond_logits), dim=-1)
+        token = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        tokens.append(token)
+        if n + 1 < n_tokens:
+            x = model.tok_embeddings(token.repeat(2)[:, None])
+            logits = _llamagen_step(model, x, torch.tensor([t + n]), caches, key_ok)
     return torch.stack(tokens, 1)
 
 
@@ -75,16 +108,17 @@ def decode_flops(model: GPT, rows: int, n_tokens: int) -> float:
     return 2.0 * rows * (positions * linear + attention)
 
 
-def matmul_rate(dtype: torch.dtype, size: int = 1024, repeats: int = 5) -> float:
-    """GFLOP/s of one size^2 matmul (the ceiling a decode's linear layers could reach at this precision)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_rate(dtype: torch.dtype, m: int = 1024, k: int = 1024, n: int = 1024, repeats: int = 5) -> float:
+    """GFLOP/s of an (m, k) @ (k, n) matmul: at 1024^2 the machine's ceiling in this precision; at a decode
+    step's shape (rows x dim x FFN width) what its largest linear layer can reach."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     a @ b
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, int(2e9 // (2 * m * k * n)))):  # at least ~2 GFLOP of work in total
         start = time.perf_counter()
         a @ b
         times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    return 2 * m * k * n / statistics.median(times) / 1e9
 
 
 def build(name: str) -> tuple[GPT, int]:
@@ -130,7 +164,8 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
     n_tokens = block if name != "GPT-B" else min(args.gpt_b_tokens, block)
     cond, mask = conditions(model, args.batch)
     cfg = SamplingConfig(cfg_scale=2.0)
-    low = inference_copy(model, torch.bfloat16)
+    low_dtype = torch.bfloat16
+    low = inference_copy(model, low_dtype)
 
     def run(variant: str, seed: int):
         gen = torch.Generator().manual_seed(seed)
@@ -165,8 +200,13 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
             "fraction_of_matmul_ceiling": flops / t / 1e9 / ceiling,
             "compile_seconds": max(first[v] - t, 0.0) if v.startswith("compiled") else 0.0,
         }
+    rows_n, c = 2 * args.batch, model.config
     return {
         "model": name,
+        "decode_shape_matmul_gflops": {
+            p: matmul_rate(dt, rows_n, c.dim, c.ffn_hidden_dim)
+            for p, dt in [("fp32", torch.float32), ("bf16", low_dtype)]
+        },
         "rows": 2 * args.batch,
         "tokens": n_tokens,
         "gflop_per_rollout": flops / 1e9,
