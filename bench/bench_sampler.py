@@ -1,6 +1,6 @@
 """Rollout throughput by precision and decode path, against LlamaGen's published decode, with FLOP accounting.
 
-    python bench/bench_sampler.py [--threads 1] [--repeats 3] [--batch 16] [--gpt-b-tokens 32] [--json out.json]
+    python bench/bench_sampler.py [--threads 1] [--repeats 3] [--batch 16] [--gpt-b-tokens 24] [--json out.json]
     python bench/bench_sampler.py --recompute   # the older table: KV cache vs recomputing the prefix
 
 Variants, timed interleaved (one round runs each once) on the same weights and batch (B prompts x CFG = 2B rows):
@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16, help="prompts per rollout (rows = 2x with CFG)")
-    parser.add_argument("--gpt-b-tokens", type=int, default=32, help="tokens sampled on GPT-B (of 256)")
+    parser.add_argument("--gpt-b-tokens", type=int, default=24, help="tokens sampled on GPT-B (of 256)")
     parser.add_argument("--models", default="GPT-Small,GPT-B")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--recompute", action="store_true", help="the older cached-vs-recompute table instead")
