@@ -135,11 +135,13 @@ class GRPOTrainer:
 
         Then the log-probs the sampler returns are the old policy's (tested against a teacher-forced pass) and
         a second forward over the rollout is wasted. Truncation (top-k/top-p), conditional-branch log-probs
-        under CFG, or bf16 (cached and teacher-forced passes round differently) each make them differ.
+        under CFG, bf16 (cached and teacher-forced passes round differently) or dropout in the training-mode
+        forward each make them differ.
         """
-        cfg = self.config
+        cfg, args = self.config, self.policy.config
         guidance_matches = cfg.logp_guidance == "cfg" or not self.sampling.uses_cfg
-        return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16
+        dropouts = (args.token_dropout_p, args.attn_dropout_p, args.resid_dropout_p, args.ffn_dropout_p)
+        return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16 and not any(dropouts)
 
     def _sampling_model(self) -> GPT:
         """The current policy weights in the inference precision (the policy itself in fp32)."""

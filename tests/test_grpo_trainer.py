@@ -249,6 +249,13 @@ def test_old_logprobs_are_recomputed_when_the_sampler_is_not_the_policy(tmp_path
     assert len(calls) >= 1 and rollout.old_logp is not None
 
 
+def test_dropout_in_the_policy_means_old_logprobs_are_recomputed(tmp_path):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, top_k=0)
+    assert trainer.sampler_is_policy
+    trainer.policy.config.resid_dropout_p = 0.1  # the training-mode forward would differ from the eval sampler
+    assert not trainer.sampler_is_policy
+
+
 @pytest.fixture
 def fresh_accelerate_state():
     """bf16 needs an Accelerator with another mixed precision than the process-wide state other tests built."""
