@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
 from autoregressive.models.gpt import GPT
+from autoregressive.models.precision import inference_copy, refresh_from
 from grpo.advantages import group_advantages, in_group_diversity
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
@@ -107,9 +108,17 @@ class GRPOTrainer:
         self.policy_dist = SamplingConfig(config.gen_cfg_cfg_scale, config.cfg_interval, config.temperature)
 
         policy.train()
+        # --bf16: sampling, the frozen log-prob passes and VQ decoding run on bf16 weights (fp32 logits); only
+        # the update keeps fp32 weights, under autocast. The sampling copy is refreshed from the policy per rollout.
+        self.inference_dtype = torch.bfloat16 if config.bf16 else None
         self.ref_model: GPT | None = None
         if config.beta > 0:
             self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False).to(self.device)
+            if self.inference_dtype is not None:
+                self.ref_model = inference_copy(self.ref_model, self.inference_dtype)
+        self._sampling_copy: GPT | None = None
+        if self.inference_dtype is not None:
+            self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
         optimizer = torch.optim.AdamW(
             policy.parameters(),
             lr=config.learning_rate,
@@ -147,6 +156,26 @@ class GRPOTrainer:
     def policy(self) -> GPT:
         return self.accelerator.unwrap_model(self.model)
 
+    @property
+    def sampler_is_policy(self) -> bool:
+        """True when the sampler draws from exactly the policy distribution, on the same precision path.
+
+        Then the log-probs the sampler returns are the old policy's (tested against a teacher-forced pass) and
+        a second forward over the rollout is wasted. Truncation (top-k/top-p), conditional-branch log-probs
+        under CFG, bf16 (cached and teacher-forced passes round differently) or dropout in the training-mode
+        forward each make them differ.
+        """
+        cfg, args = self.config, self.policy.config
+        guidance_matches = cfg.logp_guidance == "cfg" or not self.sampling.uses_cfg
+        dropouts = (args.token_dropout_p, args.attn_dropout_p, args.resid_dropout_p, args.ffn_dropout_p)
+        return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16 and not any(dropouts)
+
+    def _sampling_model(self) -> GPT:
+        """The current policy weights in the inference precision (the policy itself in fp32)."""
+        if self._sampling_copy is None:
+            return self.policy
+        return refresh_from(self._sampling_copy, self.policy)
+
     def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
         """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
         return [
@@ -173,10 +202,18 @@ class GRPOTrainer:
         entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
         return logp, entropy
 
+    def _frozen_chunks(self, rows: int, num_tokens: int) -> list[slice]:
+        """The whole rollout in one no-grad pass unless its logits (fp32; CFG branches, guided logits and
+        log-softmax alive at once) would exceed ``logprob_memory_gb``."""
+        branches = 2 if self.config.logp_guidance == "cfg" and self.policy_dist.uses_cfg else 1
+        per_row = (branches + 2) * num_tokens * self.policy.config.vocab_size * 4
+        size = max(1, min(rows, int(self.config.logprob_memory_gb * 2**30 // per_row)))
+        return [slice(i, min(i + size, rows)) for i in range(0, rows, size)]
+
     @torch.no_grad()
     def _frozen_logprobs(self, model, rollout: Rollout) -> torch.Tensor:
         out = []
-        for sl in self._chunks(rollout.tokens.shape[0]):
+        for sl in self._frozen_chunks(*rollout.tokens.shape):
             mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
             with self.accelerator.autocast():
                 out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl])[0])
@@ -249,19 +286,22 @@ class GRPOTrainer:
         cond, cond_mask = self.encode_condition([p.value for p in prompts])
         cond = cond.repeat_interleave(cfg.num_generations, dim=0)
         cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(cfg.num_generations, dim=0)
-        policy = self.policy
+        policy = self._sampling_model()
         policy.eval()
-        with acc.autocast():
-            tokens = generate(
-                policy,
-                cond,
-                cfg=self.sampling,
-                cond_mask=cond_mask,
-                generator=self._generators(first, per_process),
-            ).tokens
-        policy.train()
+        sampled = generate(
+            policy,
+            cond,
+            cfg=self.sampling,
+            cond_mask=cond_mask,
+            generator=self._generators(first, per_process),
+            compile_mode="default" if cfg.compile else None,
+        )
+        tokens = sampled.tokens
+        self.policy.train()
         t1 = _timer(self.device)
-        images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
+        with acc.autocast():
+            images = torch.cat([self.decode_images(tokens[sl]) for sl in self._chunks_of(tokens.shape[0])])
+        images = images.float()
         t2 = _timer(self.device)
         rewards, parts, group_ok = self._score(images, prompts, self._sample_seeds(first, per_process))
         t3 = _timer(self.device)
@@ -282,7 +322,7 @@ class GRPOTrainer:
             prompts, cond, cond_mask, tokens, advantages, token_mask, None, None, images, metrics
         )
         if cfg.reuses_rollouts:
-            rollout.old_logp = self._frozen_logprobs(policy, rollout)
+            rollout.old_logp = sampled.logprobs if self.sampler_is_policy else self._frozen_logprobs(policy, rollout)
         if self.ref_model is not None:
             rollout.ref_logp = self._frozen_logprobs(self.ref_model, rollout)
         t4 = _timer(self.device)

@@ -1,36 +1,57 @@
-"""Where a GRPO step spends its time on CPU, for a small config: sampling, decoding, rewards, log-prob passes,
-update (forward + backward + optimizer), with peak memory.
+"""One GRPO step (rollout + update) on a tiny LlamaGen config, by precision and decode path, with the time split.
 
-    python bench/bench_grpo_step.py [--threads 2] [--steps 6]
+    python bench/bench_grpo_step.py [--threads 1] [--steps 3] [--samples 8,32] [--demo] [--json out.json]
 
-Model: GPT-Small (4 layers x 128) over a 16x16 token grid (256 tokens), a small VQ (ch 16, downsample 4),
-G=8 x 2 prompts, CFG 2, beta > 0 (so the reference pass runs), num_iterations 2 (so old log-probs are stored).
-Reward: mean brightness (weight-free, so the reward share is a lower bound). Medians over steps after the first.
+Config: c2i GPT (dim 256, 4 layers, 4 heads, vocab 1024) over 8x8 tokens, the demo's VQ (ch 16, downsample 4,
+32x32 images), G = 8 (8 samples = 1 prompt, 32 = 4 prompts), one micro-batch per rollout, CFG 2 (guided
+log-probs, the default), beta 0.1 (so the reference pass runs), a weight-free brightness reward.
+``--demo`` adds the demo's step: GPT-Small t2i (16 caption tokens; fixed random caption features stand in for
+the text encoder), 6 prompts x G 8 = 48 samples, CFG 3, beta 0, the same VQ with 512 codes.
+
+Variants, stepped interleaved (one round steps each trainer once) in one process:
+- ``main``: what today's main computes with default flags: ``default`` with the fused SDPA kernel for the single
+  decode query too (swapped in for this variant's steps only);
+- ``default``: default flags (fp32, eager) on this code;
+- ``bf16``: ``--bf16``; ``compile``: ``--compile``; ``bf16_compile``: both.
+Reported per variant: medians over the steps after the first (which also pays any compile, reported apart) of
+sampling, VQ decoding, rewards, log-prob passes, update, and the total, plus the speed-up over ``main``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import tempfile
+import time
+from contextlib import nullcontext
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from accelerate import Accelerator  # noqa: E402
+from accelerate.state import AcceleratorState  # noqa: E402
 
-from autoregressive.models.gpt import build_gpt  # noqa: E402
+from autoregressive.models import gpt as gpt_module  # noqa: E402
+from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
 from grpo.prompts import ClassPrompts  # noqa: E402
 from grpo_trainer import GRPOTrainer  # noqa: E402
 from tokenizer.vq_model import VQConfig, VQModel  # noqa: E402
 
-PARTS = ["time/sampling", "time/decoding", "time/rewards", "time/logprobs", "time/update"]
+PARTS = ["sampling", "decoding", "rewards", "logprobs", "update"]
+VARIANTS = {
+    "main": {},
+    "default": {},
+    "compile": {"compile": True},
+    "bf16": {"bf16": True},
+    "bf16_compile": {"bf16": True, "compile": True},
+}
 
 
 def brightness(images, prompts, metadata):
@@ -38,60 +59,154 @@ def brightness(images, prompts, metadata):
     return score, {"brightness": score}
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, **kwargs) -> None:
+        pass
+
+
+def small_vq(codebook_size: int) -> VQModel:
+    """The demo's VQ architecture (ch 16, downsample 4: 8x8 tokens are 32x32 images)."""
+    torch.manual_seed(0)
+    config = VQConfig(
+        codebook_size=codebook_size,
+        codebook_embed_dim=8,
+        encoder_ch_mult=[1, 2, 2],
+        decoder_ch_mult=[1, 2, 2],
+        z_channels=16,
+        ch=16,
+        norm_groups=4,
+    )
+    return VQModel(config).eval()
+
+
+def caption_encoder(caption_tokens: int = 16, caption_dim: int = 64):
+    """Stand-in for the demo's frozen text encoder (excluded from the timing): fixed random features per prompt,
+    left-padded like short captions."""
+    table = torch.randn(10, caption_tokens, caption_dim, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(10, caption_tokens, dtype=torch.long)
+    for i in range(10):
+        mask[i, : 4 + i % 5] = 0
+
+    def encode(values: list):
+        ids = torch.tensor(values)
+        return table[ids] * mask[ids, :, None], mask[ids]
+
+    return encode
+
+
+def build_trainer(setup: str, samples: int, flags: dict, out: str) -> GRPOTrainer:
+    torch.manual_seed(0)
+    if setup == "tiny":  # the tiny LlamaGen config
+        args = ModelArgs(dim=256, n_layer=4, n_head=4, vocab_size=1024, block_size=64, num_classes=10)
+        options = dict(beta=0.1, gen_cfg_cfg_scale=2.0)
+        encode = lambda v: (torch.tensor(v), None)  # noqa: E731
+    else:  # the demo's GPT-Small t2i and its GRPO settings (demo/run.py): CFG 3, beta 0, guided log-probs
+        args = ModelArgs(
+            dim=128, n_layer=4, n_head=4, vocab_size=512, block_size=64, model_type="t2i", caption_dim=64,
+            cls_token_num=16,
+        )
+        options = dict(beta=0.0, gen_cfg_cfg_scale=3.0)
+        encode = caption_encoder()
+    policy = GPT(args)
+    with torch.no_grad():  # a spread distribution, as a trained model has, instead of LlamaGen's zero head
+        torch.nn.init.normal_(policy.output.weight, std=2.0 / args.dim**0.5)
+    vq = small_vq(args.vocab_size)
+    config = GRPOConfig(
+        output_dir=out,
+        max_steps=10_000,
+        num_generations=8,
+        per_device_train_batch_size=samples,
+        **options,
+        report_to="none",
+        image_log_steps=0,
+        save_steps=0,
+        learning_rate=1e-5,
+        **flags,
+    )
+    accelerator = Accelerator(cpu=True, mixed_precision="bf16" if config.bf16 else "no")
+    return GRPOTrainer(
+        config,
+        policy,
+        lambda t: vq.decode_to_images(t, 8),
+        brightness,
+        ClassPrompts(10, 0),
+        encode,
+        accelerator,
+    )
+
+
+def _fused_single_query(q, k, v, mask):
+    """Main's decode attention: SDPA's fused kernel also for one query."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def one_step(trainer: GRPOTrainer, as_main: bool) -> dict[str, float]:
+    swap = patch.object(gpt_module, "single_query_attention", _fused_single_query) if as_main else nullcontext()
+    with swap:
+        start = time.perf_counter()
+        rollout = trainer.make_rollout()
+        mid = time.perf_counter()
+        trainer._update(rollout, _NoBar())
+        end = time.perf_counter()
+    parts = {p: rollout.metrics[f"time/{p}"] for p in PARTS[:-1]}
+    parts["update"] = end - mid
+    parts["total"] = end - start
+    parts["rollout"] = mid - start
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up step)")
+    parser.add_argument("--samples", default="8,32", help="samples per step of the tiny config")
+    parser.add_argument("--demo", action="store_true", help="also the demo's step (48 samples), ~1 min more")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    vq = VQModel(
-        VQConfig(
-            codebook_size=256, encoder_ch_mult=[1, 2, 2], decoder_ch_mult=[1, 2, 2], z_channels=16, ch=16, norm_groups=4
-        )
-    ).eval()
-    policy = build_gpt("GPT-Small", block_size=256, vocab_size=256, num_classes=10)
-    with tempfile.TemporaryDirectory() as out:
-        config = GRPOConfig(
-            output_dir=out,
-            max_steps=args.steps * 2,
-            num_generations=8,
-            per_device_train_batch_size=16,
-            num_iterations=2,
-            beta=0.04,
-            gen_cfg_cfg_scale=2.0,
-            report_to="none",
-            image_log_steps=0,
-            save_steps=0,
-            learning_rate=1e-4,
-        )
-        trainer = GRPOTrainer(
-            config,
-            policy,
-            lambda t: vq.decode_to_images(t, 16),
-            brightness,
-            ClassPrompts(10, 0),
-            lambda v: (torch.tensor(v), None),
-            Accelerator(cpu=True),
-        )
-        trainer.train()
-        rows = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    rollouts = [r for r in rows if "time/sampling" in r][1:]  # the first rollout includes warm-up
-    updates = [r["time/update"] for r in rows[2:]]
-    per_rollout = {p: statistics.median(r[p] for r in rollouts) for p in PARTS[:-1]}
-    per_rollout["time/update"] = 2 * statistics.median(updates)  # two optimizer steps per rollout
-    total = sum(per_rollout.values())
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"GPT-Small, 256 tokens, 16 images/rollout x CFG, {args.threads} threads; per rollout (2 updates):")
-    print("| part | seconds | share |")
-    print("|---|---|---|")
-    for part, seconds in per_rollout.items():
-        print(f"| {part.split('/')[1]} | {seconds:.2f} | {100 * seconds / total:.0f}% |")
-    print(f"| total | {total:.2f} | 100% |")
-    print(
-        f"peak resident memory: {peak_mb:.0f} MB; sampled tokens/s: "
-        f"{statistics.median(r['throughput/tokens_per_s'] for r in rollouts):.0f}"
-    )
+    setups = [("tiny", int(s)) for s in args.samples.split(",")] + ([("demo", 48)] if args.demo else [])
+    names = args.variants.split(",")
+    # accelerate keeps one process-wide mixed-precision state: build the fp32 trainers first (their autocast is
+    # off for good), then the bf16 ones.
+    order = sorted(names, key=lambda n: VARIANTS[n].get("bf16", False))
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {}
+        for name in order:
+            if VARIANTS[name].get("bf16") and not any(VARIANTS[n].get("bf16") for n, _ in trainers):
+                AcceleratorState._reset_state(True)
+            for setup, samples in setups:
+                out = f"{tmp}/{name}-{setup}{samples}"
+                trainers[(name, (setup, samples))] = build_trainer(setup, samples, VARIANTS[name], out)
+        first = {key: one_step(t, key[0] == "main") for key, t in trainers.items()}  # warm-up (and compile)
+        timed = {key: [] for key in trainers}
+        for _ in range(args.steps):
+            for key, trainer in trainers.items():
+                timed[key].append(one_step(trainer, key[0] == "main"))
+        for setup in setups:
+            main_total = statistics.median(r["total"] for r in timed[("main", setup)]) if "main" in names else None
+            for name in names:
+                rows = timed[(name, setup)]
+                med = {p: statistics.median(r[p] for r in rows) for p in [*PARTS, "rollout", "total"]}
+                results.append(
+                    {
+                        "config": setup[0],
+                        "samples": setup[1],
+                        "variant": name,
+                        "seconds": med,
+                        "speed_vs_main": main_total / med["total"] if main_total else None,
+                        "decode_over_sampling": med["decoding"] / med["sampling"],
+                        "first_step_extra_seconds": first[(name, setup)]["total"] - med["total"],
+                    }
+                )
+    text = json.dumps({"threads": args.threads, "steps": args.steps, "results": results}, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
 
 
 if __name__ == "__main__":

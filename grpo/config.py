@@ -44,6 +44,9 @@ class GRPOConfig:
         ("cfg", "cond"),
     )
     decode_batch_size: int = _opt(32, "images decoded by the VQ at once")
+    logprob_memory_gb: float = _opt(
+        1.0, "logits memory one frozen log-prob pass (old policy, reference) may use; beyond it the rollout is chunked"
+    )
     # objective
     beta: float = _opt(0.04, "KL coefficient against the frozen reference model (0: no reference model)")
     epsilon: float = _opt(0.2, "lower clipping range ε_low")
@@ -88,7 +91,15 @@ class GRPOConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
     lr_scheduler_type: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "linear"))
     warmup_steps: int = _opt(0, "linear warm-up steps")
-    bf16: bool = _opt(False, "bf16 autocast for sampling and the update (weights and optimizer stay fp32)")
+    bf16: bool = _opt(
+        False,
+        "bf16 weight copies (and KV cache) for sampling, the frozen log-prob passes and VQ decoding, fp32 logits; "
+        "bf16 autocast for the update (trained weights and optimizer stay fp32)",
+    )
+    compile: bool = _opt(
+        False,
+        "sample with a static-shape decode step compiled once by torch.compile (the first rollout pays the compile)",
+    )
     # checkpoints and logs
     save_steps: int = _opt(100, "save a checkpoint every this many steps (at the end of a rollout)")
     save_total_limit: int = _opt(

@@ -231,3 +231,103 @@ def test_warmup_steps_ramp_the_learning_rate(tmp_path, schedule):
         trainer.scheduler.step()
     assert rates[:4] == pytest.approx([0.0, 2.5e-4, 5e-4, 7.5e-4])
     assert rates[4] == pytest.approx(1e-3)
+
+
+SAMPLER_LOGP_ATOL = 2e-5  # fp32: cached decode and teacher-forced pass differ only by summation order
+
+
+def _count_forward_calls(model):
+    calls = []
+    handle = model.register_forward_hook(lambda *args: calls.append(1))
+    return calls, handle
+
+
+def test_sampler_logprobs_equal_the_trainers_teacher_forced_logprobs(tmp_path):
+    trainer = make_trainer(tmp_path, top_k=0, cfg_interval=6)
+    assert trainer.sampler_is_policy
+    policy = trainer.policy.eval()
+    labels = torch.tensor([1, 4, 4, 7])
+    out = generate(policy, labels, cfg=trainer.sampling, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        recomputed, _ = trainer._logprobs(policy, labels, None, out.tokens)
+    assert out.logprobs.min() < -1.0  # a real distribution, not near-certain tokens
+    torch.testing.assert_close(out.logprobs, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
+
+
+def test_reused_rollouts_take_old_logprobs_from_the_sampler_without_a_second_pass(tmp_path):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, top_k=0)
+    calls, handle = _count_forward_calls(trainer.policy)
+    rollout = trainer.make_rollout()
+    handle.remove()
+    assert calls == []  # no teacher-forced pass: the sampler's log-probs are the old policy's
+    recomputed = trainer._frozen_logprobs(trainer.policy, rollout)
+    torch.testing.assert_close(rollout.old_logp, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "overrides", [dict(top_k=5), dict(top_p=0.9), dict(logp_guidance="cond")]
+)
+def test_old_logprobs_are_recomputed_when_the_sampler_is_not_the_policy(tmp_path, overrides):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, **{"top_k": 0, **overrides})
+    assert not trainer.sampler_is_policy
+    calls, handle = _count_forward_calls(trainer.policy)
+    rollout = trainer.make_rollout()
+    handle.remove()
+    assert len(calls) >= 1 and rollout.old_logp is not None
+
+
+def test_dropout_in_the_policy_means_old_logprobs_are_recomputed(tmp_path):
+    trainer = make_trainer(tmp_path, num_iterations=2, beta=0.0, top_k=0)
+    assert trainer.sampler_is_policy
+    trainer.policy.config.resid_dropout_p = 0.1  # the training-mode forward would differ from the eval sampler
+    assert not trainer.sampler_is_policy
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """bf16 needs an Accelerator with another mixed precision than the process-wide state other tests built."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
+def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_path, fresh_accelerate_state):
+    from tests.test_precision import MAX_ABS_DLOGP
+
+    trainer = make_trainer(tmp_path, bf16=True, num_iterations=2, beta=0.1, top_k=0, max_steps=2)
+    assert not trainer.sampler_is_policy  # bf16 cached and teacher-forced passes round differently
+    assert trainer.ref_model.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
+    rollout = trainer.make_rollout()
+    assert trainer._sampling_copy.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
+    assert rollout.images.dtype == torch.float32 and rollout.old_logp.dtype == torch.float32
+    with torch.no_grad():
+        fp32, _ = trainer._logprobs(trainer.policy, rollout.cond, None, rollout.tokens)
+    delta = (rollout.old_logp - fp32).abs()
+    assert 0 < delta.max() <= MAX_ABS_DLOGP  # bf16 really ran, within the accepted tolerance
+    before = trainer.policy.output.weight.detach().clone()
+    trainer.train()
+    assert trainer.policy.output.weight.dtype == torch.float32
+    assert not torch.equal(trainer.policy.output.weight, before)
+    refreshed = trainer._sampling_model().layers[0].feed_forward.w1.weight
+    assert torch.equal(refreshed, trainer.policy.layers[0].feed_forward.w1.weight.to(torch.bfloat16))
+
+
+def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):
+    kwargs = dict(num_iterations=2, beta=0.1, top_k=5, num_generations=4, per_device_train_batch_size=8)
+    kwargs["steps_per_generation"] = 2  # 16 samples per rollout, two micro-batches of 8
+    whole = make_trainer(tmp_path / "whole", **kwargs)
+    calls, handle = _count_forward_calls(whole.ref_model)
+    rollout = whole.make_rollout()
+    handle.remove()
+    assert rollout.tokens.shape[0] == 16 and len(calls) == 1  # one batch, not one per micro-batch
+    # A budget of ~3 rows of logits (CFG branches + guided + log-softmax, fp32) splits the pass, same values.
+    per_row_gb = 4 * rollout.tokens.shape[1] * whole.policy.config.vocab_size * 4 / 2**30
+    chunked = make_trainer(tmp_path / "chunked", logprob_memory_gb=3.5 * per_row_gb, **kwargs)
+    calls, handle = _count_forward_calls(chunked.ref_model)
+    again = chunked.make_rollout()
+    handle.remove()
+    assert len(calls) == 6  # ceil(16 / 3)
+    assert torch.equal(again.tokens, rollout.tokens)
+    torch.testing.assert_close(again.ref_logp, rollout.ref_logp, atol=1e-5, rtol=0)

@@ -8,7 +8,7 @@ own seed, not on which other prompts share the batch or the process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -114,6 +114,20 @@ def cfg_batch(model: GPT, cond: torch.Tensor, cond_mask: torch.Tensor | None, cf
     return both, None if cond_mask is None else torch.cat([cond_mask, cond_mask])
 
 
+_compiled_steps: dict[str, Callable] = {}
+
+
+def compiled_decode_step(mode: str = "default") -> Callable:
+    """``torch.compile`` of :meth:`GPT.decode_step_static` (called as ``step(model, token, index)``), built once.
+
+    The step's shapes never change and the position is a tensor, so it is traced once per model and batch size
+    and then reused for every token and every rollout. ``mode="reduce-overhead"`` adds CUDA graphs on a GPU.
+    """
+    if mode not in _compiled_steps:
+        _compiled_steps[mode] = torch.compile(GPT.decode_step_static, mode=mode, dynamic=False, fullgraph=True)
+    return _compiled_steps[mode]
+
+
 @torch.no_grad()
 def generate(
     model: GPT,
@@ -123,11 +137,15 @@ def generate(
     cond_mask: torch.Tensor | None = None,
     generator: Generators = None,
     cache_dtype: torch.dtype | None = None,
+    static_cache: bool = False,
+    compile_mode: str | None = None,
 ) -> Rollout:
     """Sample image tokens for each row of ``cond`` (class ids (B,) or caption features (B, T, C)).
 
     To draw G samples per prompt, repeat the conditions (``repeat_interleave``) and pass one generator per
     row. Prefill runs the condition positions once; every further token is one cached decode step.
+    ``static_cache`` decodes with a fixed-size cache and a position mask (same shapes at every token);
+    ``compile_mode`` (a ``torch.compile`` mode, e.g. "default" or "reduce-overhead") compiles that step.
     """
     num_tokens = max_new_tokens or model.block_size
     batch = cond.shape[0]
@@ -135,8 +153,11 @@ def generate(
     model_cond, model_mask = cfg_batch(model, cond, cond_mask, cfg)
     tokens = torch.empty(batch, num_tokens, dtype=torch.long, device=cond.device)
     logprobs = torch.empty(batch, num_tokens, dtype=torch.float32, device=cond.device)
-    with model.kv_cache(model_cond.shape[0], num_tokens, cache_dtype, model_mask):
-        logits = model.prefill(model_cond)
+    static = static_cache or compile_mode is not None
+    static_step = GPT.decode_step_static if compile_mode is None else compiled_decode_step(compile_mode)
+    position = torch.zeros(1, dtype=torch.long, device=cond.device)  # written in place: one graph input
+    with model.kv_cache(model_cond.shape[0], num_tokens, cache_dtype, model_mask, static=static):
+        logits = model.prefill_static(model_cond) if static else model.prefill(model_cond)
         for n in range(num_tokens):
             step_logits = process_logits(
                 guided_logits(logits, cfg, guided[n]), cfg.temperature, cfg.top_k, cfg.top_p
@@ -144,7 +165,7 @@ def generate(
             tokens[:, n], logprobs[:, n] = sample_tokens(step_logits, generator)
             if n + 1 < num_tokens:
                 feed = tokens[:, n].repeat(2) if cfg.uses_cfg else tokens[:, n]
-                logits = model.decode_step(feed, n)
+                logits = static_step(model, feed, position.fill_(n)) if static else model.decode_step(feed, n)
     return Rollout(tokens, logprobs)
 
 

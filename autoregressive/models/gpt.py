@@ -120,6 +120,26 @@ class KVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+class StaticKVCache(nn.Module):
+    """A fixed-size cache written at tensor positions, so a decode step has the same shapes at every token.
+
+    Queries attend to all ``max_len`` slots under a position mask (unwritten slots are masked out). Keys and
+    values are non-persistent buffers: outside the state dict, yet static addresses for CUDA graphs.
+    """
+
+    def __init__(self, batch: int, n_kv_head: int, max_len: int, head_dim: int, dtype, device):
+        super().__init__()
+        shape = (batch, n_kv_head, max_len, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Write positions ``input_pos`` (L,) and return the whole cache (the mask hides unwritten slots)."""
+        self.k.index_copy_(2, input_pos, k.to(self.k.dtype))
+        self.v.index_copy_(2, input_pos, v.to(self.v.dtype))
+        return self.k, self.v
+
+
 def apply_rotary_emb(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Rotate interleaved pairs (x[2k], x[2k+1]) in fp32. x: (B, L, H, hd); freqs: (L, hd/2, 2) cos/sin."""
     xs = x.float().reshape(*x.shape[:-1], -1, 2)
@@ -142,6 +162,20 @@ def precompute_freqs_cis_2d(grid_size: int, head_dim: int, base: float, cls_toke
     return torch.cat([torch.zeros(cls_token_num, half, 2), table])
 
 
+def single_query_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """Attention of one query per row (a decode step) as two batched matmuls, softmax in fp32.
+
+    For a single query the fused CPU kernel's per-call setup rivals the work itself; this is the same computation
+    (tested against the teacher-forced pass) without it, and plain ops that torch.compile fuses. ``mask`` is boolean.
+    """
+    scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1).to(v.dtype) @ v
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
@@ -151,7 +185,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.dim, args.dim, bias=False)
         self.attn_dropout_p = args.attn_dropout_p
         self.resid_dropout = nn.Dropout(args.resid_dropout_p)
-        self.kv_cache: KVCache | None = None
+        self.kv_cache: KVCache | StaticKVCache | None = None
 
     def forward(self, x, freqs, start, mask, is_causal):
         bsz, seqlen, _ = x.shape
@@ -166,14 +200,17 @@ class Attention(nn.Module):
         if self.n_kv_head != self.n_head:
             rep = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        y = F.scaled_dot_product_attention(
-            q,
-            k.to(q.dtype),
-            v.to(q.dtype),
-            attn_mask=mask,
-            is_causal=is_causal,
-            dropout_p=self.attn_dropout_p if self.training else 0.0,
-        )
+        if seqlen == 1 and not self.training:
+            y = single_query_attention(q, k.to(q.dtype), v.to(q.dtype), mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k.to(q.dtype),
+                v.to(q.dtype),
+                attn_mask=mask,
+                is_causal=is_causal,
+                dropout_p=self.attn_dropout_p if self.training else 0.0,
+            )
         y = y.transpose(1, 2).reshape(bsz, seqlen, -1)
         return self.resid_dropout(self.wo(y))
 
@@ -228,7 +265,7 @@ class CaptionEmbedder(nn.Module):
         if drop is not None:
             null = self.uncond_embedding.to(captions.dtype).expand_as(captions)
             captions = torch.where(drop[:, None, None], null, captions)
-        return self.cap_proj(captions)
+        return self.cap_proj(captions.to(self.cap_proj.fc1.weight.dtype))  # fp32 text features, bf16 copies
 
 
 class GPT(nn.Module):
@@ -289,14 +326,15 @@ class GPT(nn.Module):
 
     # ------------------------------------------------------------------------------------- forward
     def _attention_mask(
-        self, input_pos: torch.Tensor, num_keys: int, cond_mask: torch.Tensor | None
+        self, input_pos: torch.Tensor, num_keys: int, cond_mask: torch.Tensor | None, always: bool = False
     ) -> tuple[torch.Tensor | None, bool]:
         """Causal mask for queries at ``input_pos`` over keys 0..num_keys-1; padded caption keys hidden.
 
         Returns (mask, is_causal). Padded caption positions attend only to themselves, as LlamaGen does.
+        ``always`` builds the mask even where ``is_causal`` or no mask would do (the static cache's slots).
         """
         seqlen = input_pos.shape[0]
-        if cond_mask is None:
+        if cond_mask is None and not always:
             if seqlen == 1:
                 return None, False
             if num_keys == seqlen:
@@ -319,7 +357,21 @@ class GPT(nn.Module):
         freqs = self.freqs_for(start, x.shape[1], x.device)
         for layer in self.layers:
             x = layer(x, freqs, start, mask, is_causal)
-        return self.output(self.norm(x)).float()
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """fp32 logits; the head runs in its own dtype (fp32 in a bf16 inference copy, so logits are not
+        rounded to bf16's 8 significant bits)."""
+        return self.output(self.norm(x).to(self.output.weight.dtype)).float()
+
+    def _transform_at(self, x: torch.Tensor, input_pos: torch.Tensor, cond_mask: torch.Tensor | None) -> torch.Tensor:
+        """Like ``_transform`` with a static cache: positions are a tensor, so shapes never change per token."""
+        num_keys = self.layers[0].attention.kv_cache.k.shape[2]
+        mask, _ = self._attention_mask(input_pos, num_keys, cond_mask, always=True)
+        freqs = self._freqs_cis[input_pos]
+        for layer in self.layers:
+            x = layer(x, freqs, input_pos, mask, False)
+        return self._logits(x)
 
     def forward(
         self,
@@ -348,23 +400,30 @@ class GPT(nn.Module):
         max_new_tokens: int,
         dtype: torch.dtype | None = None,
         cond_mask: torch.Tensor | None = None,
+        static: bool = False,
     ) -> Iterator[None]:
-        """Allocate per-layer caches for one generation; they are freed on exit, even on error."""
+        """Allocate per-layer caches for one generation; they are freed on exit, even on error.
+
+        ``static`` allocates :class:`StaticKVCache` for :meth:`prefill_static`/:meth:`decode_step_static`.
+        """
         if max_new_tokens > self.block_size:
             raise ValueError(f"max_new_tokens {max_new_tokens} exceeds block_size {self.block_size}")
-        ref = self.output.weight
+        ref = self.layers[0].attention.wqkv.weight  # the trunk's dtype (an inference copy keeps its head fp32)
         dtype = dtype or ref.dtype
         max_len = self.cls_token_num + max_new_tokens
         cfg = self.config
+        cache_class = StaticKVCache if static else KVCache
         for layer in self.layers:
-            layer.attention.kv_cache = KVCache(
+            layer.attention.kv_cache = cache_class(
                 batch_size, cfg.n_kv_head, max_len, cfg.head_dim, dtype, ref.device
             )
+        self.freqs_for(0, 0, ref.device)  # the rotary table on the model's device before any step
         self._cond_key_mask = cond_mask
         try:
             yield
         finally:
             for layer in self.layers:
+                del layer.attention.kv_cache  # a static cache is a child module: unregister it
                 layer.attention.kv_cache = None
             self._cond_key_mask = None
 
@@ -376,6 +435,18 @@ class GPT(nn.Module):
         """Feed image token ``index`` (B,) and return the logits for token ``index + 1``, (B, vocab)."""
         x = self.tok_embeddings(token.reshape(-1, 1))
         return self._transform(x, self.cls_token_num + index, self._cond_key_mask)[:, -1]
+
+    def prefill_static(self, cond: torch.Tensor) -> torch.Tensor:
+        """:meth:`prefill` into a static cache (``kv_cache(..., static=True)``)."""
+        emb = self.embed_condition(cond)
+        input_pos = torch.arange(emb.shape[1], device=emb.device)
+        return self._transform_at(emb, input_pos, self._cond_key_mask)[:, -1]
+
+    def decode_step_static(self, token: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """:meth:`decode_step` with the image-token index as a (1,) long tensor: one graph for every token,
+        which ``torch.compile`` traces once (and CUDA graphs can capture)."""
+        x = self.tok_embeddings(token.reshape(-1, 1))
+        return self._transform_at(x, index + self.cls_token_num, self._cond_key_mask)[:, -1]
 
 
 # --------------------------------------------------------------------------------------- registry
