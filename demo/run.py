@@ -334,16 +334,15 @@ def hacking_vs_honest(out: Path, settings: DemoSettings) -> Path | None:
     rows = []
     for label, folder, image in [
         ("before GRPO", honest, "samples_before.png"),
-        (f"after GRPO, reward '{DemoSettings.reward}'", honest, "samples_after.png"),
-        ("after GRPO, reward 'geneval_rules' (gameable)", hacked, "samples_after.png"),
+        (f"GRPO on '{DemoSettings.reward}'", honest, "samples_after.png"),
+        ("GRPO on 'geneval_rules'", hacked, "samples_after.png"),
     ]:
         summary = json.loads((folder / "summary.json").read_text())
         when = "before" if "before" in image else "after"
         text = (
             f"{label}: GenEval-style {100 * summary[when]['overall']:.1f}%, "
             f"clutter-free {100 * summary[f'exact_{when}']:.1f}%, "
-            f"{summary['objects_per_image'][when]:.1f} objects per image "
-            f"(asked {summary['objects_per_image']['asked']:.1f})"
+            f"{summary['objects_per_image'][when]:.1f} objects/image"
         )
         grid = Image.open(folder / image).convert("RGB")
         row = Image.new("RGB", (grid.width, grid.height + 16), "white")
