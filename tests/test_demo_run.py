@@ -144,3 +144,32 @@ def test_sigterm_during_grpo_stops_the_demo_without_evaluating_a_partial_run(tmp
     assert "SIGTERM" in output and "[demo] 4/4" not in output
     assert not (tmp_path / "t2i_seed0" / "summary.json").exists()
     assert list((tmp_path / "t2i_seed0" / "grpo").glob("checkpoint-*")), "no resumable checkpoint was saved"
+
+
+def test_hacking_vs_honest_picture_appears_once_both_runs_exist(tmp_path):
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from demo.run import hacking_vs_honest, run_folder
+
+    settings = DemoSettings(task="c2i", seed=4)
+    assert hacking_vs_honest(tmp_path, settings) is None  # nothing to compare yet
+    for reward, objects in [("clean", 1.2), ("geneval_rules", 6.5)]:
+        folder = run_folder(tmp_path, DemoSettings(task="c2i", seed=4, reward=reward))
+        folder.mkdir(parents=True)
+        summary = {
+            "before": {"overall": 0.3},
+            "after": {"overall": 0.4},
+            "exact_before": 0.1,
+            "exact_after": 0.2,
+            "objects_per_image": {"asked": 1.0, "before": 2.0, "after": objects},
+        }
+        (folder / "summary.json").write_text(json.dumps(summary))
+        for name in ("samples_before.png", "samples_after.png"):
+            save_image(torch.rand(8, 3, 32, 32), folder / name, nrow=4)
+        if reward == "clean":
+            assert hacking_vs_honest(tmp_path, settings) is None  # the gamed run is still missing
+    picture = hacking_vs_honest(tmp_path, settings)
+    assert picture == tmp_path / "c2i_seed4_hacking_vs_honest.png"
+    grid = Image.open(run_folder(tmp_path, settings) / "samples_after.png")
+    assert Image.open(picture).size == (grid.width, 3 * (grid.height + 16))  # before, honest, gamed
