@@ -173,3 +173,33 @@ def test_hacking_vs_honest_picture_appears_once_both_runs_exist(tmp_path):
     assert picture == tmp_path / "c2i_seed4_hacking_vs_honest.png"
     grid = Image.open(run_folder(tmp_path, settings) / "samples_after.png")
     assert Image.open(picture).size == (grid.width, 3 * (grid.height + 16))  # before, honest, gamed
+
+
+def _spin(seconds: float) -> None:
+    import time
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_idle_cores_leaves_out_a_core_another_process_keeps_busy():
+    import multiprocessing
+    import os
+
+    from demo.run import idle_cores
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("needs two cores")
+    spinners = [multiprocessing.Process(target=_spin, args=(3.0,)) for _ in range(cores - 1)]
+    for p in spinners:
+        p.start()
+    try:
+        import time
+
+        time.sleep(0.5)  # let them start spinning
+        assert idle_cores() <= cores - 1
+    finally:
+        for p in spinners:
+            p.join()
