@@ -67,7 +67,8 @@ def flags(
     settings: LearningSettings,
     models: DemoModels | None = None,
 ) -> list[str]:
-    """``train_<task>.py`` flags for a colour-reward run from the pretrained ``base`` (paths: vq, gpt, text)."""
+    """``train_<task>.py`` flags for a colour-reward run from the pretrained ``base`` (paths: vq, gpt, text);
+    the trainer writes to ``out/grpo``, the t2i prompt file goes beside it."""
     models = models or DemoModels()
     vq_extra = {k: v for k, v in models.vq.items() if k not in ("codebook_size", "codebook_embed_dim")}
     argv = [
@@ -90,7 +91,7 @@ def flags(
         "--reward_funcs", "shapes_colour",
         "--reward_weights", "1.0",
         "--seed", str(seed),
-        "--output_dir", str(out),
+        "--output_dir", str(out / "grpo"),
         "--save_steps", "0",
         "--image_log_steps", "0",
         "--report_to", "none",

@@ -207,7 +207,7 @@ def build_trainer(args: argparse.Namespace, make_prompts, make_encoder):
         )
         check_inputs(args)
         prompts = make_prompts(args)
-    except (ValueError, FileNotFoundError) as err:  # input mistakes: a message, not a traceback
+    except (ValueError, OSError) as err:  # input mistakes (a missing file, a used folder): a message, not a traceback
         raise SystemExit(f"error: {err}") from err
     accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
     torch.manual_seed(config.seed)
