@@ -39,6 +39,7 @@ from accelerate.state import AcceleratorState  # noqa: E402
 
 from autoregressive.models import gpt as gpt_module  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
+from demo.pretrain import DemoModels  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
 from grpo.prompts import ClassPrompts  # noqa: E402
 from grpo_trainer import GRPOTrainer  # noqa: E402
@@ -70,16 +71,7 @@ class _NoBar:
 def small_vq(codebook_size: int) -> VQModel:
     """The demo's VQ architecture (ch 16, downsample 4: 8x8 tokens are 32x32 images)."""
     torch.manual_seed(0)
-    config = VQConfig(
-        codebook_size=codebook_size,
-        codebook_embed_dim=8,
-        encoder_ch_mult=[1, 2, 2],
-        decoder_ch_mult=[1, 2, 2],
-        z_channels=16,
-        ch=16,
-        norm_groups=4,
-    )
-    return VQModel(config).eval()
+    return VQModel(VQConfig(**{**DemoModels().vq, "codebook_size": codebook_size})).eval()
 
 
 def caption_encoder(caption_tokens: int = 16, caption_dim: int = 64):
