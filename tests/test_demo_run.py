@@ -102,6 +102,8 @@ def test_reward_presets_reach_the_trainer_flags(tmp_path):
         main(["--reward", "clip", "--out", str(tmp_path / "never")])
     with pytest.raises(SystemExit, match="--logp_guidance must be one of cfg, cond"):
         main(["--logp_guidance", "full", "--out", str(tmp_path / "never")])
+    with pytest.raises(SystemExit, match="--threads must be >= 0"):
+        main(["--threads", "-1", "--out", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
 
 
