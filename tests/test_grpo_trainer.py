@@ -179,7 +179,8 @@ def test_skip_mode_drops_and_counts_failing_groups(tmp_path):
     assert all(math.isfinite(r["loss"]) for r in rows)
 
 
-def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+def _sigterm_on_second_call():
+    """A brightness reward that sends this process SIGTERM while it scores the second rollout."""
     calls = {"n": 0}
 
     def reward_then_sigterm(images, prompts, metadata):
@@ -188,7 +189,11 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
         return brightness_reward(images, prompts, metadata)
 
-    trainer = make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=10)
+    return reward_then_sigterm
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
+    trainer = make_trainer(tmp_path, reward=_sigterm_on_second_call(), max_steps=10)
     with pytest.raises(TrainingInterrupted) as info:
         trainer.train()
     assert info.value.code == INTERRUPTED_EXIT_CODE != 0  # a launcher sees a stopped run, not a finished one
@@ -202,15 +207,7 @@ def test_sigterm_saves_a_checkpoint_and_stops(tmp_path):
 
 
 def test_sigterm_during_the_last_rollout_still_finishes(tmp_path):
-    calls = {"n": 0}
-
-    def reward_then_sigterm(images, prompts, metadata):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return brightness_reward(images, prompts, metadata)
-
-    make_trainer(tmp_path, reward=reward_then_sigterm, max_steps=2).train()  # no TrainingInterrupted
+    make_trainer(tmp_path, reward=_sigterm_on_second_call(), max_steps=2).train()  # no TrainingInterrupted
     assert (tmp_path / "gpt_final.pt").is_file()
 
 
