@@ -61,7 +61,7 @@ class DemoSettings:
     beta: float = 0.0  # the KL anchor held the policy back here (docs/demo.md); no reference model needed
     warmup_steps: int = 20  # Adam's first full-size steps on 48 noisy samples derailed some runs (docs/demo.md)
     reward: str = "clean"  # a key of REWARDS
-    logp_guidance: str = "cfg"  # on-policy; "cond" (upstream's) collapses here (docs/trainer.md)
+    logp_guidance: str = "cfg"  # on-policy; "cond" (upstream's) loses prompts here (docs/trainer.md)
     scale_rewards: str = "group"
 
 
@@ -179,9 +179,9 @@ def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
 
 
 REWARDS: dict[str, dict[str, float]] = {
-    # graded, but an extra or missing object scales the reward down, plus GenEval-correct with nothing extra
+    # the objects' precision^2 x recall (a wrong or extra object never pays), plus correct with nothing extra
     "clean": {"shapes_clean": 1.0, "shapes_exact": 0.5},
-    # GenEval's rules alone ignore extra objects: GRPO learns to fill the image with blobs (the lesson)
+    # GenEval's rules alone ignore extra objects: the score rises without cleaner images (the lesson)
     "geneval_rules": {"shapes": 1.0, "shapes_strict": 0.5},
     # noise that ignores the images: how far update noise alone moves the scores (the null control)
     "noise_control": {"noise_control": 1.0},
@@ -192,7 +192,7 @@ REWARDS: dict[str, dict[str, float]] = {
 REWARD_LABELS = {
     "shapes": "dense (fraction of constraints met)",
     "shapes_strict": "strict (GenEval correct)",
-    "shapes_clean": "clean (dense x as many objects as asked)",
+    "shapes_clean": "clean (objects' precision^2 x recall)",
     "shapes_exact": "exact (correct, nothing extra)",
     "noise_control": "noise (control: ignores the images)",
 }
