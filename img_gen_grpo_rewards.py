@@ -143,6 +143,14 @@ class RewardOptions:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass
+class RewardArguments(RewardOptions):
+    """The reward flags of an entry point: which rewards, their weights, and every backend's options."""
+
+    reward_funcs: list[str] | None = _opt(None, "reward functions to combine (see docs/rewards.md for the names)")
+    reward_weights: list[float] | None = _opt(None, "one weight per reward function (default: 1 each)")
+
+
 class ModelCache:
     """Models built so far, by key, so every reward naming the same model shares one instance."""
 
