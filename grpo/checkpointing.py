@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,28 +26,24 @@ from autoregressive.checkpoint import (
     read_torch_file,
     save_checkpoint_atomic,
 )
+from autoregressive.run_layout import (  # noqa: F401 (re-exported: the checkpoint's file names)
+    MODEL_FILE,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    SCHEDULER_FILE,
+    STATE_FILE,
+    checkpoint_dir,
+    numbered_checkpoints,
+)
 
-STATE_FILE = "trainer_state.json"
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.pt"
-SCHEDULER_FILE = "scheduler.json"
-RNG_FILE = "rng_state_{rank}.json"
 # What accelerate's save_state wrote in older checkpoints; never loaded (its loader uses full pickle).
 LEGACY_FILES = ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin")
-_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints (those holding a trainer state), oldest first."""
-    root = Path(output_dir)
-    if not root.is_dir():
-        return []
-    found = [
-        (int(m.group(1)), p)
-        for p in root.iterdir()
-        if (m := _PATTERN.match(p.name)) and (p / STATE_FILE).is_file()
-    ]
-    return [p for _, p in sorted(found)]
+    found = numbered_checkpoints(output_dir)
+    return [found[step] for step in sorted(found) if (found[step] / STATE_FILE).is_file()]
 
 
 def resolve_checkpoint(spec: str, output_dir: str | Path) -> Path:
@@ -198,7 +193,8 @@ def save_checkpoint(
     leaves only complete ``checkpoint-N`` folders.
     """
     root = Path(output_dir)
-    final, tmp = root / f"checkpoint-{step}", root / f".checkpoint-{step}.tmp"
+    final = checkpoint_dir(root, step)
+    tmp = root / f".{final.name}.tmp"
     if accelerator.is_main_process:
         for leftover in root.glob(".checkpoint-*"):  # from a run killed mid-save: never complete, never read
             shutil.rmtree(leftover, ignore_errors=True)
@@ -216,7 +212,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         _write_json(tmp / STATE_FILE, {**state, "num_processes": accelerator.num_processes})
         if final.exists():
-            old = root / f".checkpoint-{step}.old"
+            old = root / f".{final.name}.old"
             shutil.rmtree(old, ignore_errors=True)
             final.rename(old)
             tmp.rename(final)

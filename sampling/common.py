@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,17 +19,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from autoregressive.run_layout import ACCELERATE_MODEL_FILES, FINAL_MODEL, checkpoint_step, numbered_checkpoints
+
 T = TypeVar("T")
 
 RUN_RECORD = "sampling_config.json"
-FINAL_MODEL = "gpt_final.pt"
-# What accelerate's save_state names the first prepared model (safetensors by default, else torch).
-ACCELERATE_MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
 LLAMAGEN_DOWNLOADS = (
     "https://huggingface.co/FoundationVision/LlamaGen (c2i_*.pt, vq_ds16_c2i.pt), "
     "https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt)"
 )
-_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -104,10 +101,6 @@ def sample_generators(seed: int, keys: Sequence[Sequence[int]], device: torch.de
 
 
 # -------------------------------------------------------------------------------------- checkpoints
-def _numbered_checkpoints(folder: Path) -> dict[int, Path]:
-    return {int(m.group(1)): p for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT_DIR.match(p.name))}
-
-
 def _model_file_in(checkpoint: Path) -> Path:
     for name in ACCELERATE_MODEL_FILES:
         if (checkpoint / name).is_file():
@@ -139,9 +132,9 @@ def resolve_gpt_checkpoint(model_or_ckpt: str | os.PathLike, step: str | None = 
         raise FileNotFoundError(
             f"{path}: no such GPT checkpoint file or AR-GRPO output folder. LlamaGen weights: {LLAMAGEN_DOWNLOADS}"
         )
-    if _CHECKPOINT_DIR.match(path.name) and step in (None, "final"):
+    if checkpoint_step(path) is not None and step in (None, "final"):
         return _model_file_in(path)
-    numbered = _numbered_checkpoints(path)
+    numbered = numbered_checkpoints(path)
     available = ", ".join(str(n) for n in sorted(numbered)) or "none"
     if step in (None, "final"):
         if (path / FINAL_MODEL).is_file():
