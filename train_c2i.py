@@ -2,56 +2,159 @@
 
 Prompts are ImageNet class ids drawn uniformly from the seed, so no ImageNet download is needed; with
 --image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
+Flags may also come from --config FILE.yaml (the command line overrides it).
+
+This file is the wiring, top to bottom: parse -> check inputs -> build models -> build rewards -> prompts ->
+trainer -> train. train_t2i.py reuses ``build_grpo_trainer`` with its own prompts and caption encoder.
 """
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import torch
 
-from grpo.cli import add_model_args, run_training
-from grpo.config import add_grpo_args
-from grpo.prompts import ClassPrompts
-from img_gen_grpo_rewards import add_reward_args
+from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
+from flag_parser import SECRET_FLAG, parse_flags
+from grpo.config import GRPOConfig
+from grpo.prompts import ClassPrompts, PromptSource
+from grpo_trainer import GRPOTrainer
+from img_gen_grpo_rewards import RewardArguments
+
+SECRET_SET = "<set, not saved>"
+Encoder = Callable[[list], tuple[torch.Tensor, torch.Tensor | None]]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_model_args(parser, "c2i")
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--image_root",
+@dataclass
+class DataArguments:
+    image_root: str | None = field(
         default=None,
-        help="ImageNet train folder (<wnid>/*.JPEG); optional: without it class ids are uniform",
+        metadata={"help": "ImageNet train folder (<wnid>/*.JPEG); optional: without it class ids are uniform"},
     )
-    add_grpo_args(parser)
-    add_reward_args(parser)
-    return parser.parse_args(argv)
 
 
-def make_prompts(args: argparse.Namespace) -> ClassPrompts:
-    if args.image_root is None:
-        return ClassPrompts(args.num_classes, args.seed)
+# --------------------------------------------------------------------------------------------------- parse
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
+    return parse_flags((ModelArguments, DataArguments, GRPOConfig, RewardArguments), argv, description=__doc__)
+
+
+# ------------------------------------------------------------------------------------- prompts, conditions
+def make_prompts(model_args: ModelArguments, data_args: DataArguments, seed: int) -> ClassPrompts:
+    if data_args.image_root is None:
+        return ClassPrompts(model_args.num_classes, seed)
     from dataset.imagenet import ImageNetFolder
 
-    folder = ImageNetFolder(args.image_root)
+    folder = ImageNetFolder(data_args.image_root)
     labels = [label for _, label in folder.samples]
     metadata = [{"image_path": str(path)} for path, _ in folder.samples]
-    return ClassPrompts(args.num_classes, args.seed, labels, metadata)
+    return ClassPrompts(model_args.num_classes, seed, labels, metadata)
 
 
-def make_encoder(args: argparse.Namespace, device: torch.device):
+def make_encoder(model_args: ModelArguments, device: torch.device) -> Encoder:
     def encode(class_ids: list) -> tuple[torch.Tensor, None]:
         return torch.tensor(class_ids, dtype=torch.long, device=device), None
 
     return encode
 
 
+# --------------------------------------------------------------------------------------------- run config
+def _without_url_credentials(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="<credentials removed>@" + parts.netloc.rsplit("@", 1)[1]))
+    return value
+
+
+def _values(source: Any) -> Mapping[str, Any]:
+    if is_dataclass(source):
+        return {f.name: getattr(source, f.name) for f in fields(source)}
+    return source if isinstance(source, Mapping) else vars(source)
+
+
+def saved_run_config(*sources: Any) -> dict:
+    """The flags as every checkpoint records them: a secret (API key, password) only as set or not, and URLs
+    without ``user:password@``, so no key reaches a checkpoint a colleague is sent. ``sources``: the parsed
+    dataclasses (or a namespace / mapping of flag values)."""
+    saved = {}
+    for source in sources:
+        for name, value in _values(source).items():
+            if not isinstance(value, (str, int, float, bool, list, type(None))):
+                continue
+            if SECRET_FLAG.search(name):
+                value = SECRET_SET if value else None
+            elif isinstance(value, str):
+                value = _without_url_credentials(value)
+            saved[name] = value
+    return saved
+
+
+# ------------------------------------------------------------------------------------------------ wiring
+def build_grpo_trainer(
+    model_args: ModelArguments,
+    config: GRPOConfig,
+    reward_args: RewardArguments,
+    make_prompts: Callable[[], PromptSource],
+    make_encoder: Callable[[torch.device], Encoder],
+    run_config: dict,
+) -> GRPOTrainer:
+    """Check every input, then build models, reward, prompts and the trainer.
+
+    Flags, files and the prompt file are checked first: a typo costs a second, not a model load.
+    """
+    from accelerate import Accelerator
+
+    from grpo.checkpointing import resolve_checkpoint
+    from grpo.run_folder import check_output_dir
+    from img_gen_grpo_rewards import build_reward, check_reward_setup
+
+    try:  # input mistakes (a missing file, a used folder): a message, not a traceback
+        check_output_dir(
+            config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)
+        )
+        check_reward_setup(reward_args.reward_funcs, reward_args.reward_weights, reward_args)
+        check_model_files(model_args)
+        if config.resume_from_checkpoint:
+            resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
+        prompts = make_prompts()
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"error: {err}") from err
+
+    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+    torch.manual_seed(config.seed)
+    policy = build_policy(model_args)
+    vq = build_vq(model_args, accelerator.device)
+    reward = build_reward(reward_args.reward_funcs, reward_args.reward_weights, reward_args, accelerator.device)
+    return GRPOTrainer(
+        config,
+        policy,
+        image_decoder(vq, model_args.image_size, model_args.downsample_size),
+        reward,
+        prompts,
+        make_encoder(accelerator.device),
+        accelerator,
+        run_config=run_config,
+    )
+
+
+def build_trainer(
+    model_args: ModelArguments, data_args: DataArguments, config: GRPOConfig, reward_args: RewardArguments
+) -> GRPOTrainer:
+    """The class-conditional trainer from config objects (what ``main`` runs; the demo and tests call it too)."""
+    return build_grpo_trainer(
+        model_args,
+        config,
+        reward_args,
+        lambda: make_prompts(model_args, data_args, config.seed),
+        lambda device: make_encoder(model_args, device),
+        saved_run_config(model_args, data_args, config, reward_args),
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    return run_training(parse_args(argv), make_prompts, make_encoder)
+    return build_trainer(*parse_args(argv)).train()
 
 
 if __name__ == "__main__":

@@ -1,65 +1,61 @@
 """GRPO fine-tuning of a text-conditional LlamaGen GPT (see run_t2i_train.sh for the paper's settings).
 
 Prompts come from --dataset_name: upstream AR-GRPO's conversation JSON, GenEval metadata lines, or a plain
-list (JSON list / .txt). Captions are encoded by a frozen flan-t5-xl (or --text_encoder tiny, offline).
+list (JSON list / .txt). Captions are encoded by a frozen flan-t5-xl. Flags may also come from --config
+FILE.yaml (the command line overrides it). The wiring is train_c2i.py's, with these prompts and this encoder.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
-import torch
-
+from autoregressive.build import ModelArguments, build_text_encoder
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
-from grpo.cli import add_model_args, build_text_encoder, run_training
-from grpo.config import add_grpo_args
+from flag_parser import parse_flags
+from grpo.config import GRPOConfig
 from grpo.prompts import ListPrompts, TrainingPrompt
-from img_gen_grpo_rewards import add_reward_args
+from grpo_trainer import GRPOTrainer
+from img_gen_grpo_rewards import RewardArguments
+from train_c2i import build_grpo_trainer, saved_run_config
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser, "t2i")
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset_name", required=True, help="prompt file (.json, .jsonl or .txt)")
-    data.add_argument(
-        "--max_prompt_chars",
-        type=int,
-        default=MAX_PROMPT_CHARS,
-        help="longest prompt accepted, in characters (default: %(default)s)",
+@dataclass
+class DataArguments:
+    dataset_name: str = field(metadata={"help": "prompt file (.json, .jsonl or .txt)"})
+    max_prompt_chars: int = field(default=MAX_PROMPT_CHARS, metadata={"help": "longest prompt accepted, in characters"})
+    max_prompt_file_bytes: int = field(
+        default=MAX_FILE_BYTES, metadata={"help": "largest prompt file accepted, in bytes"}
     )
-    data.add_argument(
-        "--max_prompt_file_bytes",
-        type=int,
-        default=MAX_FILE_BYTES,
-        help="largest prompt file accepted, in bytes (default: %(default)s)",
-    )
-    text = parser.add_argument_group("text encoder")
-    text.add_argument(
-        "--text_encoder",
-        default="google/flan-t5-xl",
-        help="T5 folder or hub id (LlamaGen: pretrained_models/t5-ckpt/flan-t5-xl); "
-        "'tiny' builds the offline random-weight encoder of the demo",
-    )
-    text.add_argument("--text_encoder_seed", type=int, default=0, help="weights seed of --text_encoder tiny")
-    add_grpo_args(parser)
-    add_reward_args(parser)
-    return parser.parse_args(argv)
 
 
-def make_prompts(args: argparse.Namespace) -> ListPrompts:
+def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
+    dataclasses = (ModelArguments, DataArguments, GRPOConfig, RewardArguments)
+    return parse_flags(dataclasses, argv, description=__doc__, gpt_type="t2i")
+
+
+def make_prompts(data_args: DataArguments, seed: int) -> ListPrompts:
     from dataset.prompts import load_prompts
 
-    records = load_prompts(args.dataset_name, args.max_prompt_chars, args.max_prompt_file_bytes)
-    return ListPrompts([TrainingPrompt(r.text, dict(r.metadata)) for r in records], args.seed)
+    records = load_prompts(data_args.dataset_name, data_args.max_prompt_chars, data_args.max_prompt_file_bytes)
+    return ListPrompts([TrainingPrompt(r.text, dict(r.metadata)) for r in records], seed)
 
 
-def make_encoder(args: argparse.Namespace, device: torch.device):
-    return build_text_encoder(args, device).encode
+def build_trainer(
+    model_args: ModelArguments, data_args: DataArguments, config: GRPOConfig, reward_args: RewardArguments
+) -> GRPOTrainer:
+    """The text-conditional trainer from config objects (what ``main`` runs; the demo and tests call it too)."""
+    return build_grpo_trainer(
+        model_args,
+        config,
+        reward_args,
+        lambda: make_prompts(data_args, config.seed),
+        lambda device: build_text_encoder(model_args, device).encode,
+        saved_run_config(model_args, data_args, config, reward_args),
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    return run_training(parse_args(argv), make_prompts, make_encoder)
+    return build_trainer(*parse_args(argv)).train()
 
 
 if __name__ == "__main__":

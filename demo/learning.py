@@ -2,8 +2,8 @@
 
 The reward is ``shapes_colour``: the fraction of an image's pixels in the colour its prompt names. Every colour
 can learn it quickly, and only a policy that reads its condition can: drawing more of one colour helps one
-prompt in five. The trainer is built by the training scripts' own wiring (``grpo.cli.build_trainer`` over the
-same flags as ``train_t2i.py`` / ``train_c2i.py``), with the trainer's defaults except the batch shape,
+prompt in five. The trainer is built by the training scripts' own wiring (``build_trainer`` of ``train_t2i.py`` /
+``train_c2i.py`` over the same flags as those scripts), with the trainer's defaults except the batch shape,
 learning rate, step count and β = 0.
 
 Before and after GRPO the same prompts are sampled with the same seeds, so the per-sample change is paired.
@@ -30,7 +30,6 @@ from demo.evaluator import paired_gain
 from demo.pretrain import DemoModels
 from demo.run import DemoSettings, cache_folder, pretrain
 from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
-from grpo.cli import build_trainer
 from grpo_trainer import GRPOTrainer
 
 
@@ -119,7 +118,7 @@ def make_trainer(task: str, argv: list[str]) -> GRPOTrainer:
         import train_t2i as script
     else:
         import train_c2i as script
-    return build_trainer(script.parse_args(argv), script.make_prompts, script.make_encoder)
+    return script.build_trainer(*script.parse_args(argv))
 
 
 def shuffled(reward_fn: Callable, seed: int) -> Callable:

@@ -1,9 +1,8 @@
-"""GRPO hyper-parameters as one dataclass; command-line flags are generated from it (upstream names)."""
+"""GRPO hyper-parameters as one dataclass; the entry points parse its fields as flags (upstream names)."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -146,28 +145,3 @@ class GRPOConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def _str2bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "y"):
-        return True
-    if text.lower() in ("0", "false", "no", "n"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
-
-
-def add_grpo_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("GRPO")
-    for f in fields(GRPOConfig):
-        kind = {"int": int, "float": float, "bool": _str2bool}.get(str(f.type).split(" |")[0], str)
-        default = None if f.default is MISSING else f.default
-        group.add_argument(
-            f"--{f.name}",
-            type=kind,
-            default=default,
-            choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default: {default})",
-        )
-
-
-def grpo_config_from_args(args: argparse.Namespace) -> GRPOConfig:
-    return GRPOConfig(**{f.name: getattr(args, f.name) for f in fields(GRPOConfig)})

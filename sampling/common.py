@@ -7,11 +7,10 @@ on the batch size, or on which samples an interrupted run had already finished.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -183,34 +182,30 @@ def check_run_record(folder: Path, record: dict[str, Any], layout: ProcessLayout
 
 
 # -------------------------------------------------------------------------------------------- flags
-def add_sampling_args(
-    parser: argparse.ArgumentParser,
-    *,
-    cfg_scale: float,
-    top_k: int,
-    batch_size: int,
-) -> None:
-    """LlamaGen's sampling flags, plus where to write and how to find the weights (STEP)."""
-    group = parser.add_argument_group("sampling")
-    group.add_argument("--cfg_scale", type=float, default=cfg_scale, help="classifier-free guidance scale")
-    group.add_argument(
-        "--cfg_interval", type=int, default=-1, help="guide only the first tokens up to this index (-1: all)"
-    )
-    group.add_argument("--top_k", type=int, default=top_k, help="top-k filtering (0: off)")
-    group.add_argument("--top_p", type=float, default=1.0, help="nucleus filtering (1.0: off)")
-    group.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
-    group.add_argument("--seed", type=int, default=0, help="global seed; sample i uses a stream seeded by (seed, i)")
-    group.add_argument("--per_proc_batch_size", type=int, default=batch_size, help="images per forward pass")
-    group.add_argument("--bf16", action="store_true", help="run the GPT under bf16 autocast (VQ decodes in fp32)")
-    group.add_argument(
-        "--ckpt_step",
+@dataclass(kw_only=True)
+class SamplingArguments:
+    """LlamaGen's sampling flags, plus how to find the weights (STEP). Entry points set their own defaults for
+    cfg_scale, top_k and per_proc_batch_size."""
+
+    cfg_scale: float = field(default=2.0, metadata={"help": "classifier-free guidance scale"})
+    cfg_interval: int = field(default=-1, metadata={"help": "guide only the first tokens up to this index (-1: all)"})
+    top_k: int = field(default=0, metadata={"help": "top-k filtering (0: off)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus filtering (1.0: off)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    seed: int = field(default=0, metadata={"help": "global seed; sample i uses a stream seeded by (seed, i)"})
+    per_proc_batch_size: int = field(default=32, metadata={"help": "images per forward pass"})
+    bf16: bool = field(default=False, metadata={"help": "run the GPT under bf16 autocast (VQ decodes in fp32)"})
+    ckpt_step: str | None = field(
         default=None,
-        help="when --gpt_ckpt is an AR-GRPO output folder: checkpoint-N to load (N, 'latest'; default: gpt_final.pt)",
+        metadata={
+            "help": "when --gpt_ckpt is an AR-GRPO output folder: checkpoint-N to load (N, 'latest'; "
+            "default: gpt_final.pt)"
+        },
     )
-    group.add_argument("--no_progress", action="store_true", help="hide the progress bars")
+    progress: bool = field(default=True, metadata={"help": "show progress bars (--no_progress hides them)"})
 
 
-def sampling_record(args: argparse.Namespace, gpt_ckpt: Path, extra: dict[str, Any]) -> dict[str, Any]:
+def sampling_record(args: Any, gpt_ckpt: Path, extra: dict[str, Any]) -> dict[str, Any]:
     """Every setting that changes the pixels of a sample (not the counts, batch size or process layout)."""
     record = {
         "gpt_ckpt": str(gpt_ckpt.resolve()),

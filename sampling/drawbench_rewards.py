@@ -13,12 +13,12 @@ resumed run scores exactly what it would have scored in one go. The server-backe
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dataset.prompts import PromptRecord, load_drawbench
-from grpo.cli import add_model_args
-from img_gen_grpo_rewards import URL_ENVS, RewardOptions, add_reward_args, build_reward, reward_options_from_args
+from flag_parser import parse_flags
+from img_gen_grpo_rewards import URL_ENVS, RewardArguments, RewardOptions, build_reward
 from reward_utils.scaling import PICKSCORE_DIVISOR, SIMILARITY_SCALE, UNIFIED_REWARD_DIVISOR
 from sampling.common import (
     ProcessLayout,
-    add_sampling_args,
     check_run_record,
     resolve_gpt_checkpoint,
     run_in_processes,
@@ -45,7 +44,7 @@ from sampling.prompt_folders import (
     prompt_folder,
     sample_path,
 )
-from sampling.sampler import add_text_encoder_args, check_vq_file, text_encoder_record
+from sampling.sampler import SamplerArguments, check_vq_file, text_encoder_record
 
 DEFAULT_REWARDS = ("clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic")
 SERVER_REWARDS = {"deqa": "deqa_url", "unifiedreward": "unifiedreward_url"}
@@ -77,28 +76,46 @@ METRICS: dict[str, tuple[str, float]] = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser, "t2i")
-    add_text_encoder_args(parser)
-    add_sampling_args(parser, cfg_scale=7.5, top_k=2000, batch_size=16)
-    group = parser.add_argument_group("DrawBench")
-    group.add_argument("--prompts", required=True, help="DrawBench prompts: the sheet CSV or upstream's JSON")
-    group.add_argument("--outdir", required=True, help="folder for images, per-prompt scores and the summary")
-    group.add_argument("--n_samples", type=int, default=4, help="images per prompt")
-    group.add_argument(
-        "--keep_repeats",
-        action="store_true",
-        help="iterate every record of upstream's drawbench_test_1000.json (each prompt 5 times) as upstream did",
+@dataclass(kw_only=True)
+class DrawBenchArguments(SamplerArguments, RewardArguments):
+    prompts: str = field(metadata={"help": "DrawBench prompts: the sheet CSV or upstream's JSON"})
+    outdir: str = field(metadata={"help": "folder for images, per-prompt scores and the summary"})
+    n_samples: int = field(default=4, metadata={"help": "images per prompt"})
+    keep_repeats: bool = field(
+        default=False,
+        metadata={
+            "help": "iterate every record of upstream's drawbench_test_1000.json (each prompt 5 times) as upstream did"
+        },
     )
-    add_reward_args(parser)
-    args = parser.parse_args(argv)
-    if args.n_samples < 1:
-        parser.error(f"--n_samples must be >= 1, got {args.n_samples}")
+
+    # Unset unless given (flag or env): an address given adds its reward to the default list.
+    deqa_url: str | None = field(
+        default=None, metadata={"help": f"DeQA reward-server URL (env {URL_ENVS['deqa_url']}); adds deqa"}
+    )
+    unifiedreward_url: str | None = field(
+        default=None,
+        metadata={"help": f"UnifiedReward server base URL (env {URL_ENVS['unifiedreward_url']}); adds unifiedreward"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_samples < 1:
+            raise ValueError(f"--n_samples must be >= 1, got {self.n_samples}")
+
+    def reward_options(self) -> RewardOptions:
+        """The backend options alone (what the rewards load with, and what the stored scores depend on); an
+        unset server address falls back to RewardOptions' default (its env variable)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardOptions)}
+        return RewardOptions(**{k: v for k, v in values.items() if not (k in SERVER_REWARDS.values() and v is None)})
+
+
+def parse_args(argv: list[str] | None = None) -> DrawBenchArguments:
+    defaults = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
+    (args,) = parse_flags([DrawBenchArguments], argv, description=__doc__, **defaults)
     return args
 
 
-def reward_names(args: argparse.Namespace) -> list[str]:
+def reward_names(args: DrawBenchArguments) -> list[str]:
     """``--reward_funcs`` if given, else the DrawBench metrics plus each server reward whose address is set."""
     if args.reward_funcs:
         return list(args.reward_funcs)
@@ -145,7 +162,7 @@ def has_scores(scores: dict[str, list[float]], names: Sequence[str], n_samples: 
 
 
 def score_prompts(
-    args: argparse.Namespace,
+    args: DrawBenchArguments,
     layout: ProcessLayout,
     records: Sequence[PromptRecord],
     names: Sequence[str],
@@ -165,7 +182,7 @@ def score_prompts(
     mine = layout.share(todo)
     if mine:
         composer = build_reward(names, None, options, layout.device)
-        progress = layout.is_main and not args.no_progress
+        progress = layout.is_main and args.progress
         for i in tqdm(mine, desc="scoring", disable=not progress):
             text = records[i].text
             arrays = [read_png(sample_path(outdir, i, j)) for j in range(args.n_samples)]
@@ -181,7 +198,7 @@ def score_prompts(
 
 
 def summarize(
-    args: argparse.Namespace, records: Sequence[PromptRecord], names: Sequence[str], options: RewardOptions
+    args: DrawBenchArguments, records: Sequence[PromptRecord], names: Sequence[str], options: RewardOptions
 ) -> dict[str, Any]:
     outdir = Path(args.outdir)
     per_prompt, values = [], {name: [] for name in names}
@@ -224,18 +241,18 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows])
 
 
-def run(args: argparse.Namespace, layout: ProcessLayout) -> dict[str, Any] | None:
+def run(args: DrawBenchArguments, layout: ProcessLayout) -> dict[str, Any] | None:
     records = load_drawbench(args.prompts, dedupe=not args.keep_repeats)
     args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
     check_vq_file(args)
     names = reward_names(args)
-    options = reward_options_from_args(args)
+    options = args.reward_options()
     outdir = Path(args.outdir)
     lines = [prompt_line(record) for record in records]
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
     check_run_record(outdir, sampling_record(args, Path(args.gpt_ckpt), extra), layout)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
-    progress = layout.is_main and not args.no_progress
+    progress = layout.is_main and args.progress
     make_prompt_images(args, layout, [record.text for record in records], outdir, args.n_samples, progress)
     score_prompts(args, layout, records, names, options)
     if not layout.is_main:

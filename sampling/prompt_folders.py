@@ -10,7 +10,6 @@ their ``metadata.jsonl`` and scores every ``samples/`` file matching ``\\d+\\.pn
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -19,9 +18,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from autoregressive.build import build_text_encoder
 from sampling.common import ProcessLayout, batches
 from sampling.images import save_png
-from sampling.sampler import build_sampler, build_text_encoder
+from sampling.sampler import SamplerArguments, build_sampler
 
 METADATA_FILE = "metadata.jsonl"
 SAMPLES_DIR = "samples"
@@ -74,7 +74,7 @@ def prepare_prompt_folders(outdir: Path, lines: Sequence[str], n_samples: int, l
 
 
 def make_prompt_images(
-    args: argparse.Namespace,
+    args: SamplerArguments,
     layout: ProcessLayout,
     captions: Sequence[str],
     outdir: Path,

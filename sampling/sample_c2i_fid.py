@@ -11,8 +11,8 @@ Sample i has class ``i % num_classes`` (50 per class for the default 50,000) and
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from evaluation.npz_io import NpzArrayReader, write_sample_npz
-from grpo.cli import add_model_args
+from flag_parser import parse_flags
 from sampling.common import (
     ProcessLayout,
-    add_sampling_args,
     batches,
     check_run_record,
     resolve_gpt_checkpoint,
@@ -31,28 +30,32 @@ from sampling.common import (
     sampling_record,
 )
 from sampling.images import read_png, save_png
-from sampling.sampler import build_sampler, check_vq_file
+from sampling.sampler import SamplerArguments, build_sampler, check_vq_file
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser, "c2i")
-    add_sampling_args(parser, cfg_scale=2.0, top_k=0, batch_size=32)
-    group = parser.add_argument_group("FID samples")
-    group.add_argument("--sample_dir", required=True, help="folder of the PNG samples (the npz goes beside it)")
-    group.add_argument("--npz_path", default=None, help="sample batch to write (default: SAMPLE_DIR.npz)")
-    group.add_argument("--num_fid_samples", type=int, default=50_000, help="number of samples")
-    group.add_argument(
-        "--image_size_eval",
-        type=int,
+@dataclass(kw_only=True)
+class FIDArguments(SamplerArguments):
+    sample_dir: str = field(metadata={"help": "folder of the PNG samples (the npz goes beside it)"})
+    npz_path: str | None = field(default=None, metadata={"help": "sample batch to write (default: SAMPLE_DIR.npz)"})
+    num_fid_samples: int = field(default=50_000, metadata={"help": "number of samples"})
+    image_size_eval: int = field(
         default=256,
-        help="resize samples to this size before storing them (the reference batch is 256 px); 0 keeps --image_size",
+        metadata={
+            "help": "resize samples to this size before storing them (the reference batch is 256 px); "
+            "0 keeps --image_size"
+        },
     )
-    args = parser.parse_args(argv)
-    if args.num_fid_samples < 1:
-        parser.error(f"--num_fid_samples must be >= 1, got {args.num_fid_samples}")
-    if args.image_size_eval < 0:
-        parser.error(f"--image_size_eval must be >= 0, got {args.image_size_eval}")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_fid_samples < 1:
+            raise ValueError(f"--num_fid_samples must be >= 1, got {self.num_fid_samples}")
+        if self.image_size_eval < 0:
+            raise ValueError(f"--image_size_eval must be >= 0, got {self.image_size_eval}")
+
+
+def parse_args(argv: list[str] | None = None) -> FIDArguments:
+    (args,) = parse_flags([FIDArguments], argv, description=__doc__, gpt_type="c2i", cfg_scale=2.0, top_k=0)
     return args
 
 
@@ -83,13 +86,13 @@ def write_npz(npz_path: Path, pngs: list[Path], labels: np.ndarray, size: int, p
     return write_sample_npz(npz_path, chunks, labels=labels)
 
 
-def sample_missing(args: argparse.Namespace, layout: ProcessLayout, missing: list[int], size: int) -> None:
+def sample_missing(args: FIDArguments, layout: ProcessLayout, missing: list[int], size: int) -> None:
     mine = layout.share(missing)
     if not mine:
         return
     sampler = build_sampler(args, layout.device, output_size=size)
     sample_dir = Path(args.sample_dir)
-    progress = layout.is_main and not args.no_progress
+    progress = layout.is_main and args.progress
     for chunk in tqdm(list(batches(mine, args.per_proc_batch_size)), desc="sampling", disable=not progress):
         labels = torch.tensor([i % args.num_classes for i in chunk], device=layout.device)
         images = sampler(labels, keys=[(i,) for i in chunk])
@@ -97,7 +100,7 @@ def sample_missing(args: argparse.Namespace, layout: ProcessLayout, missing: lis
             save_png(image, png_path(sample_dir, index))
 
 
-def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
+def run(args: FIDArguments, layout: ProcessLayout) -> Path:
     sample_dir = Path(args.sample_dir)
     npz_path = Path(args.npz_path) if args.npz_path else sample_dir.with_name(sample_dir.name + ".npz")
     args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
             print(f"{npz_path} is up to date")
         else:
             labels = np.arange(args.num_fid_samples) % args.num_classes
-            count = write_npz(npz_path, pngs, labels, size, not args.no_progress)
+            count = write_npz(npz_path, pngs, labels, size, args.progress)
             print(f"wrote {count} samples ({size}x{size}) to {npz_path}")
     return npz_path
 

@@ -10,39 +10,41 @@ GenEval's detector on OUTDIR (docs/evaluation.md). Existing images are kept, so 
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset.prompts import load_geneval_metadata
-from grpo.cli import add_model_args
+from flag_parser import parse_flags
 from sampling.common import (
     ProcessLayout,
-    add_sampling_args,
     check_run_record,
     resolve_gpt_checkpoint,
     run_in_processes,
     sampling_record,
 )
 from sampling.prompt_folders import lines_digest, make_prompt_images, prepare_prompt_folders
-from sampling.sampler import add_text_encoder_args, check_vq_file, text_encoder_record
+from sampling.sampler import SamplerArguments, check_vq_file, text_encoder_record
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser, "t2i")
-    add_text_encoder_args(parser)
-    add_sampling_args(parser, cfg_scale=7.5, top_k=2000, batch_size=16)
-    group = parser.add_argument_group("GenEval")
-    group.add_argument("--metadata_file", required=True, help="GenEval's prompts/evaluation_metadata.jsonl")
-    group.add_argument("--outdir", required=True, help="image folder for GenEval's evaluate_images.py")
-    group.add_argument("--n_samples", type=int, default=4, help="images per prompt (GenEval uses 4)")
-    args = parser.parse_args(argv)
-    if args.n_samples < 1:
-        parser.error(f"--n_samples must be >= 1, got {args.n_samples}")
+@dataclass(kw_only=True)
+class GenEvalArguments(SamplerArguments):
+    metadata_file: str = field(metadata={"help": "GenEval's prompts/evaluation_metadata.jsonl"})
+    outdir: str = field(metadata={"help": "image folder for GenEval's evaluate_images.py"})
+    n_samples: int = field(default=4, metadata={"help": "images per prompt (GenEval uses 4)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_samples < 1:
+            raise ValueError(f"--n_samples must be >= 1, got {self.n_samples}")
+
+
+def parse_args(argv: list[str] | None = None) -> GenEvalArguments:
+    defaults = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
+    (args,) = parse_flags([GenEvalArguments], argv, description=__doc__, **defaults)
     return args
 
 
-def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
+def run(args: GenEvalArguments, layout: ProcessLayout) -> Path:
     entries = load_geneval_metadata(args.metadata_file)
     args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
     check_vq_file(args)
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace, layout: ProcessLayout) -> Path:
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
     check_run_record(outdir, sampling_record(args, Path(args.gpt_ckpt), extra), layout)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
-    progress = layout.is_main and not args.no_progress
+    progress = layout.is_main and args.progress
     make_prompt_images(args, layout, [entry.prompt for entry in entries], outdir, args.n_samples, progress)
     if layout.is_main:
         print(f"GenEval images for {len(entries)} prompts x {args.n_samples} are in {outdir}")

@@ -1,9 +1,8 @@
 """Conditions -> 8-bit images: the trained GPT, the VQ decoder and (t2i) the caption encoder, built from the
-same flags as training (grpo/cli.py), so a model evaluates with exactly the options it was trained with."""
+same model options as training (autoregressive/build.py), so a model evaluates with exactly those options."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -12,18 +11,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from autoregressive.build import DOWNLOADS, ModelArguments, build_policy, build_vq, image_decoder
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import GPT
-from grpo.cli import (  # noqa: F401 (text-encoder helpers are re-exported for the entry points)
-    DOWNLOADS,
-    add_text_encoder_args,
-    build_policy,
-    build_text_encoder,
-    build_vq,
-    image_decoder,
-)
-from sampling.common import sample_generators
+from sampling.common import SamplingArguments, sample_generators
 from sampling.images import to_uint8
+
+
+@dataclass(kw_only=True)
+class SamplerArguments(SamplingArguments, ModelArguments):
+    """The model and sampling flags: what ``build_sampler`` reads (each script adds its own)."""
 
 
 @dataclass
@@ -48,7 +45,7 @@ class ImageSampler:
         return to_uint8(self.decode(rollout.tokens), self.output_size)
 
 
-def sampling_config(args: argparse.Namespace) -> SamplingConfig:
+def sampling_config(args: SamplingArguments) -> SamplingConfig:
     return SamplingConfig(
         cfg_scale=args.cfg_scale,
         cfg_interval=args.cfg_interval,
@@ -58,7 +55,7 @@ def sampling_config(args: argparse.Namespace) -> SamplingConfig:
     )
 
 
-def check_vq_file(args: argparse.Namespace) -> None:
+def check_vq_file(args: ModelArguments) -> None:
     """Fail before any work (the GPT path is checked when it is resolved)."""
     if not Path(args.vq_ckpt).is_file():
         raise SystemExit(
@@ -67,7 +64,7 @@ def check_vq_file(args: argparse.Namespace) -> None:
         )
 
 
-def build_sampler(args: argparse.Namespace, device: torch.device, output_size: int | None = None) -> ImageSampler:
+def build_sampler(args: SamplerArguments, device: torch.device, output_size: int | None = None) -> ImageSampler:
     """Load the GPT (``args.gpt_ckpt`` must already be a weights file) and the VQ strictly."""
     model = build_policy(args).to(device).eval().requires_grad_(False)
     vq = build_vq(args, device)
@@ -83,7 +80,7 @@ def build_sampler(args: argparse.Namespace, device: torch.device, output_size: i
 
 
 # -------------------------------------------------------------------------------------- text encoder
-def text_encoder_record(args: argparse.Namespace) -> dict:
+def text_encoder_record(args: ModelArguments) -> dict:
     return {
         "text_encoder": args.text_encoder,
         "text_encoder_seed": args.text_encoder_seed if args.text_encoder == "tiny" else None,
