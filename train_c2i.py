@@ -5,7 +5,7 @@ Prompts are ImageNet class ids drawn uniformly from the seed, so no ImageNet dow
 Flags may also come from --config FILE.yaml (the command line overrides it).
 
 This file is the wiring, top to bottom: parse -> check inputs -> build models -> build rewards -> prompts ->
-trainer -> train. train_t2i.py reuses ``build_grpo_trainer`` with its own prompts and caption encoder.
+trainer -> train. train_t2i.py reuses ``build_trainer`` with its own prompts and caption encoder.
 """
 
 from __future__ import annotations
@@ -92,15 +92,16 @@ def saved_run_config(*sources: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ wiring
-def build_grpo_trainer(
+def build_trainer(
     model_args: ModelArguments,
+    data_args: Any,
     config: GRPOConfig,
     reward_args: RewardArguments,
-    make_prompts: Callable[[], PromptSource],
-    make_encoder: Callable[[torch.device], Encoder],
-    run_config: dict,
+    make_prompts: Callable[[ModelArguments, Any, int], PromptSource] = make_prompts,
+    make_encoder: Callable[[ModelArguments, torch.device], Encoder] = make_encoder,
 ) -> GRPOTrainer:
-    """Check every input, then build models, reward, prompts and the trainer.
+    """Check every input, then build models, reward, prompts and the trainer (what ``main`` runs; the demo and
+    tests call it with config objects). train_t2i.py passes its own ``make_prompts`` and ``make_encoder``.
 
     Flags, files and the prompt file are checked first: a typo costs a second, not a model load.
     """
@@ -118,7 +119,7 @@ def build_grpo_trainer(
         check_model_files(model_args)
         if config.resume_from_checkpoint:
             resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
-        prompts = make_prompts()
+        prompts = make_prompts(model_args, data_args, config.seed)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
 
@@ -133,23 +134,9 @@ def build_grpo_trainer(
         image_decoder(vq, model_args.image_size, model_args.downsample_size),
         reward,
         prompts,
-        make_encoder(accelerator.device),
+        make_encoder(model_args, accelerator.device),
         accelerator,
-        run_config=run_config,
-    )
-
-
-def build_trainer(
-    model_args: ModelArguments, data_args: DataArguments, config: GRPOConfig, reward_args: RewardArguments
-) -> GRPOTrainer:
-    """The class-conditional trainer from config objects (what ``main`` runs; the demo and tests call it too)."""
-    return build_grpo_trainer(
-        model_args,
-        config,
-        reward_args,
-        lambda: make_prompts(model_args, data_args, config.seed),
-        lambda device: make_encoder(model_args, device),
-        saved_run_config(model_args, data_args, config, reward_args),
+        run_config=saved_run_config(model_args, data_args, config, reward_args),
     )
 
 

@@ -8,15 +8,17 @@ FILE.yaml (the command line overrides it). The wiring is train_c2i.py's, with th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
+import torch
+
+import train_c2i
 from autoregressive.build import ModelArguments, build_text_encoder
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
 from flag_parser import parse_flags
 from grpo.config import GRPOConfig
 from grpo.prompts import ListPrompts, TrainingPrompt
-from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
-from train_c2i import build_grpo_trainer, saved_run_config
 
 
 @dataclass
@@ -33,25 +35,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
     return parse_flags(dataclasses, argv, description=__doc__, gpt_type="t2i")
 
 
-def make_prompts(data_args: DataArguments, seed: int) -> ListPrompts:
+def make_prompts(model_args: ModelArguments, data_args: DataArguments, seed: int) -> ListPrompts:
     from dataset.prompts import load_prompts
 
     records = load_prompts(data_args.dataset_name, data_args.max_prompt_chars, data_args.max_prompt_file_bytes)
     return ListPrompts([TrainingPrompt(r.text, dict(r.metadata)) for r in records], seed)
 
 
-def build_trainer(
-    model_args: ModelArguments, data_args: DataArguments, config: GRPOConfig, reward_args: RewardArguments
-) -> GRPOTrainer:
-    """The text-conditional trainer from config objects (what ``main`` runs; the demo and tests call it too)."""
-    return build_grpo_trainer(
-        model_args,
-        config,
-        reward_args,
-        lambda: make_prompts(data_args, config.seed),
-        lambda device: build_text_encoder(model_args, device).encode,
-        saved_run_config(model_args, data_args, config, reward_args),
-    )
+def make_encoder(model_args: ModelArguments, device: torch.device) -> train_c2i.Encoder:
+    return build_text_encoder(model_args, device).encode
+
+
+# The text-conditional trainer from config objects: train_c2i's wiring with these prompts and this encoder.
+build_trainer = partial(train_c2i.build_trainer, make_prompts=make_prompts, make_encoder=make_encoder)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
