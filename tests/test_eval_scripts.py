@@ -368,3 +368,30 @@ def test_drawbench_default_rewards_add_servers_when_addressed(monkeypatch):
     assert drawbench_rewards.reward_names(args)[-2:] == ["deqa", "unifiedreward"]
     args = drawbench_rewards.parse_args([*base, "--reward_funcs", "pickscore"])
     assert drawbench_rewards.reward_names(args) == ["pickscore"]
+
+
+# ------------------------------------------------------------------------------------------------- layers
+@pytest.mark.parametrize(
+    ("modules", "forbidden"),
+    [
+        (
+            ["sampling.sample_c2i_fid", "sampling.sample_geneval", "sampling.drawbench_rewards", "fid_evaluation"],
+            ["grpo", "grpo_trainer", "train_c2i", "train_t2i"],
+        ),
+        (
+            ["autoregressive.build", "autoregressive.run_layout"],
+            ["grpo", "grpo_trainer", "img_gen_grpo_rewards", "reward_utils", "sampling", "evaluation", "demo"],
+        ),
+    ],
+)
+def test_evaluation_and_models_do_not_import_the_trainer(modules, forbidden):
+    """Evaluation reads a run's folder through autoregressive/run_layout.py, never through the trainer package."""
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
+    assert not loaded & set(forbidden), f"{modules} import {sorted(loaded & set(forbidden))}"
