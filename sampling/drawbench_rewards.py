@@ -32,7 +32,6 @@ from reward_utils.scaling import PICKSCORE_DIVISOR, SIMILARITY_SCALE, UNIFIED_RE
 from sampling.common import (
     ProcessLayout,
     check_run_record,
-    resolve_gpt_checkpoint,
     run_in_processes,
     sampling_record,
 )
@@ -44,7 +43,7 @@ from sampling.prompt_folders import (
     prompt_folder,
     sample_path,
 )
-from sampling.sampler import SamplerArguments, check_vq_file, text_encoder_record
+from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
 
 DEFAULT_REWARDS = ("clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic")
 SERVER_REWARDS = {"deqa": "deqa_url", "unifiedreward": "unifiedreward_url"}
@@ -243,14 +242,13 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
 
 def run(args: DrawBenchArguments, layout: ProcessLayout) -> dict[str, Any] | None:
     records = load_drawbench(args.prompts, dedupe=not args.keep_repeats)
-    args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
-    check_vq_file(args)
+    gpt_ckpt = resolve_model_files(args)
     names = reward_names(args)
     options = args.reward_options()
     outdir = Path(args.outdir)
     lines = [prompt_line(record) for record in records]
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
-    check_run_record(outdir, sampling_record(args, Path(args.gpt_ckpt), extra), layout)
+    check_run_record(outdir, sampling_record(args, gpt_ckpt, extra), layout)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
     progress = layout.is_main and args.progress
     make_prompt_images(args, layout, [record.text for record in records], outdir, args.n_samples, progress)

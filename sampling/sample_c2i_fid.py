@@ -25,12 +25,11 @@ from sampling.common import (
     ProcessLayout,
     batches,
     check_run_record,
-    resolve_gpt_checkpoint,
     run_in_processes,
     sampling_record,
 )
 from sampling.images import read_png, save_png
-from sampling.sampler import SamplerArguments, build_sampler, check_vq_file
+from sampling.sampler import SamplerArguments, build_sampler, resolve_model_files
 
 
 @dataclass(kw_only=True)
@@ -103,10 +102,9 @@ def sample_missing(args: FIDArguments, layout: ProcessLayout, missing: list[int]
 def run(args: FIDArguments, layout: ProcessLayout) -> Path:
     sample_dir = Path(args.sample_dir)
     npz_path = Path(args.npz_path) if args.npz_path else sample_dir.with_name(sample_dir.name + ".npz")
-    args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
-    check_vq_file(args)
+    gpt_ckpt = resolve_model_files(args)
     size = args.image_size_eval or args.image_size
-    record = sampling_record(args, Path(args.gpt_ckpt), {"num_classes": args.num_classes, "stored_image_size": size})
+    record = sampling_record(args, gpt_ckpt, {"num_classes": args.num_classes, "stored_image_size": size})
     check_run_record(sample_dir, record, layout)
 
     pngs = [png_path(sample_dir, i) for i in range(args.num_fid_samples)]

@@ -18,12 +18,11 @@ from flag_parser import parse_flags
 from sampling.common import (
     ProcessLayout,
     check_run_record,
-    resolve_gpt_checkpoint,
     run_in_processes,
     sampling_record,
 )
 from sampling.prompt_folders import lines_digest, make_prompt_images, prepare_prompt_folders
-from sampling.sampler import SamplerArguments, check_vq_file, text_encoder_record
+from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
 
 
 @dataclass(kw_only=True)
@@ -46,12 +45,11 @@ def parse_args(argv: list[str] | None = None) -> GenEvalArguments:
 
 def run(args: GenEvalArguments, layout: ProcessLayout) -> Path:
     entries = load_geneval_metadata(args.metadata_file)
-    args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
-    check_vq_file(args)
+    gpt_ckpt = resolve_model_files(args)
     outdir = Path(args.outdir)
     lines = [entry.raw_line for entry in entries]
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
-    check_run_record(outdir, sampling_record(args, Path(args.gpt_ckpt), extra), layout)
+    check_run_record(outdir, sampling_record(args, gpt_ckpt, extra), layout)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
     progress = layout.is_main and args.progress
     make_prompt_images(args, layout, [entry.prompt for entry in entries], outdir, args.n_samples, progress)

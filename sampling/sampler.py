@@ -14,7 +14,7 @@ import torch
 from autoregressive.build import DOWNLOADS, ModelArguments, build_policy, build_vq, image_decoder
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import GPT
-from sampling.common import SamplingArguments, sample_generators
+from sampling.common import SamplingArguments, resolve_gpt_checkpoint, sample_generators
 from sampling.images import to_uint8
 
 
@@ -62,6 +62,14 @@ def check_vq_file(args: ModelArguments) -> None:
             f"--vq_ckpt {args.vq_ckpt}: file not found. Download it from {DOWNLOADS[args.gpt_type]} into "
             "pretrained_models/, or pass the right path."
         )
+
+
+def resolve_model_files(args: SamplerArguments) -> Path:
+    """Point ``args.gpt_ckpt`` at the weights file it names (an output folder + ``--ckpt_step``: one checkpoint) and
+    check the VQ file, before any work."""
+    args.gpt_ckpt = str(resolve_gpt_checkpoint(args.gpt_ckpt, args.ckpt_step))
+    check_vq_file(args)
+    return Path(args.gpt_ckpt)
 
 
 def build_sampler(args: SamplerArguments, device: torch.device, output_size: int | None = None) -> ImageSampler:
