@@ -2,7 +2,7 @@
 ``--config FILE.yaml`` (or ``.json``) whose values the command line overrides.
 
 Booleans follow HfArgumentParser everywhere: ``--bf16``, ``--bf16 true``, ``--bf16 false``, and ``--no_X`` for a
-field that defaults to True.
+field that defaults to True. ``saved_run_config`` is the parsed flags as a checkpoint records them (secrets redacted).
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
-from dataclasses import fields
+from collections.abc import Mapping, Sequence
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from transformers import HfArgumentParser
 
 CONFIG_FLAG = "--config"
 SECRET_FLAG = re.compile(r"api_key|secret|password|auth_token", re.IGNORECASE)
+SECRET_SET = "<set, not saved>"
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -118,3 +120,34 @@ def parse_flags(
         )
     except ValueError as err:
         raise SystemExit(f"error: {err}") from err
+
+
+# ------------------------------------------------------------------------------------- the saved run config
+def _without_url_credentials(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc="<credentials removed>@" + parts.netloc.rsplit("@", 1)[1]))
+    return value
+
+
+def _values(source: Any) -> Mapping[str, Any]:
+    if is_dataclass(source):
+        return {f.name: getattr(source, f.name) for f in fields(source)}
+    return source if isinstance(source, Mapping) else vars(source)
+
+
+def saved_run_config(*sources: Any) -> dict:
+    """The flags as every checkpoint records them: a secret (API key, password) only as set or not, and URLs
+    without ``user:password@``, so no key reaches a checkpoint a colleague is sent. ``sources``: the parsed
+    dataclasses (or a namespace / mapping of flag values)."""
+    saved = {}
+    for source in sources:
+        for name, value in _values(source).items():
+            if not isinstance(value, (str, int, float, bool, list, type(None))):
+                continue
+            if SECRET_FLAG.search(name):
+                value = SECRET_SET if value else None
+            elif isinstance(value, str):
+                value = _without_url_credentials(value)
+            saved[name] = value
+    return saved

@@ -10,21 +10,19 @@ trainer -> train. train_t2i.py reuses ``build_trainer`` with its own prompts and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import torch
 
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
-from flag_parser import SECRET_FLAG, parse_flags
+from flag_parser import parse_flags, saved_run_config
 from grpo.config import GRPOConfig
 from grpo.prompts import ClassPrompts, PromptSource
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 
-SECRET_SET = "<set, not saved>"
 Encoder = Callable[[list], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -58,37 +56,6 @@ def make_encoder(model_args: ModelArguments, device: torch.device) -> Encoder:
         return torch.tensor(class_ids, dtype=torch.long, device=device), None
 
     return encode
-
-
-# --------------------------------------------------------------------------------------------- run config
-def _without_url_credentials(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc="<credentials removed>@" + parts.netloc.rsplit("@", 1)[1]))
-    return value
-
-
-def _values(source: Any) -> Mapping[str, Any]:
-    if is_dataclass(source):
-        return {f.name: getattr(source, f.name) for f in fields(source)}
-    return source if isinstance(source, Mapping) else vars(source)
-
-
-def saved_run_config(*sources: Any) -> dict:
-    """The flags as every checkpoint records them: a secret (API key, password) only as set or not, and URLs
-    without ``user:password@``, so no key reaches a checkpoint a colleague is sent. ``sources``: the parsed
-    dataclasses (or a namespace / mapping of flag values)."""
-    saved = {}
-    for source in sources:
-        for name, value in _values(source).items():
-            if not isinstance(value, (str, int, float, bool, list, type(None))):
-                continue
-            if SECRET_FLAG.search(name):
-                value = SECRET_SET if value else None
-            elif isinstance(value, str):
-                value = _without_url_credentials(value)
-            saved[name] = value
-    return saved
 
 
 # ------------------------------------------------------------------------------------------------ wiring

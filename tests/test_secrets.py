@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 
 import train_c2i
+from flag_parser import SECRET_SET, saved_run_config
 from tests.grpo_fixtures import tiny_vq
 from tests.test_train_cli import COMMON, _gpt_ckpt
-from train_c2i import SECRET_SET, saved_run_config
 
 KEY = "sk-ar-grpo-test-Zq81XyW0secret"
 
