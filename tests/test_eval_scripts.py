@@ -395,3 +395,20 @@ def test_evaluation_and_models_do_not_import_the_trainer(modules, forbidden):
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
     assert not loaded & set(forbidden), f"{modules} import {sorted(loaded & set(forbidden))}"
+
+
+def test_the_evaluation_side_finds_what_the_trainer_writes(tmp_path):
+    """One layout module: the folders and files a training run writes are the ones the evaluation scripts load."""
+    from safetensors.torch import load_file
+
+    from autoregressive.run_layout import FINAL_MODEL, MODEL_FILE, checkpoint_dir
+    from tests.grpo_fixtures import make_trainer
+
+    trainer = make_trainer(tmp_path, max_steps=2, save_steps=1)
+    trainer.train()
+    assert resolve_gpt_checkpoint(tmp_path) == tmp_path / FINAL_MODEL
+    assert resolve_gpt_checkpoint(tmp_path, "latest") == checkpoint_dir(tmp_path, 2) / MODEL_FILE
+    assert resolve_gpt_checkpoint(checkpoint_dir(tmp_path, 1)) == checkpoint_dir(tmp_path, 1) / MODEL_FILE
+    final = torch.load(tmp_path / FINAL_MODEL, weights_only=True)["model"]
+    latest = load_file(checkpoint_dir(tmp_path, 2) / MODEL_FILE)
+    assert final.keys() == latest.keys() and all(torch.equal(final[k], latest[k]) for k in final)
