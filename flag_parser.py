@@ -86,6 +86,8 @@ def _config_argv(parser: argparse.ArgumentParser, path: Path) -> list[str]:
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     argv: list[str] = []
     for key, value in values.items():
+        if key not in actions and key.startswith("no_") and isinstance(value, bool):  # `no_progress: true`
+            key, value = key[3:], not value
         if key not in actions:
             raise SystemExit(f"{CONFIG_FLAG} {path}: unknown key {key!r} (not a flag of this script)")
         if value is None:  # "no value": the field's None, which no flag can spell

@@ -86,6 +86,13 @@ def test_no_prefix_turns_off_an_option_that_defaults_to_true():
     assert sample_c2i_fid.parse_args([*base, "--progress", "false"]).progress is False
 
 
+def test_config_file_may_spell_an_option_as_its_no_flag(tmp_path):
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text("no_progress: true\n")
+    args = sample_c2i_fid.parse_args([*REQUIRED, "--sample_dir", "s", "--config", str(recipe)])
+    assert args.progress is False
+
+
 def test_task_defaults_follow_the_script_and_gpt_type():
     c2i = train_c2i.parse_args(REQUIRED)[0]
     t2i = train_t2i.parse_args([*REQUIRED, "--dataset_name", "p.txt"])[0]
