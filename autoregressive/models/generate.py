@@ -43,8 +43,9 @@ class SamplingConfig:
 
 
 @dataclass
-class Rollout:
-    """``tokens`` (B, N) long; ``logprobs`` (B, N) fp32 under the distribution that sampled each token."""
+class SampledTokens:
+    """What :func:`generate` returns: ``tokens`` (B, N) long; ``logprobs`` (B, N) fp32 under the distribution
+    that sampled each token."""
 
     tokens: torch.Tensor
     logprobs: torch.Tensor
@@ -139,7 +140,7 @@ def generate(
     cache_dtype: torch.dtype | None = None,
     static_cache: bool = False,
     compile_mode: str | None = None,
-) -> Rollout:
+) -> SampledTokens:
     """Sample image tokens for each row of ``cond`` (class ids (B,) or caption features (B, T, C)).
 
     To draw G samples per prompt, repeat the conditions (``repeat_interleave``) and pass one generator per
@@ -166,7 +167,7 @@ def generate(
             if n + 1 < num_tokens:
                 feed = tokens[:, n].repeat(2) if cfg.uses_cfg else tokens[:, n]
                 logits = static_step(model, feed, position.fill_(n)) if static else model.decode_step(feed, n)
-    return Rollout(tokens, logprobs)
+    return SampledTokens(tokens, logprobs)
 
 
 def policy_logits(
