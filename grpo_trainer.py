@@ -30,7 +30,7 @@ from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, 
 from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
-from grpo.prompts import PromptSource, TrainingPrompt, sample_seed
+from grpo.prompt_sources import PromptSource, TrainingPrompt, sample_seed
 from grpo.run_folder import check_output_dir, clear_output_dir
 from grpo.skip_guard import SkippedGroupsGuard
 from reward_utils.base import check_scores

@@ -12,7 +12,7 @@ import torch
 
 from grpo.cli import add_model_args, run_training
 from grpo.config import add_grpo_args
-from grpo.prompts import ClassPrompts
+from grpo.prompt_sources import ClassPrompts
 from img_gen_grpo_rewards import add_reward_args
 
 

@@ -13,7 +13,7 @@ import torch
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
 from grpo.cli import add_model_args, build_text_encoder, run_training
 from grpo.config import add_grpo_args
-from grpo.prompts import ListPrompts, TrainingPrompt
+from grpo.prompt_sources import ListPrompts, TrainingPrompt
 from img_gen_grpo_rewards import add_reward_args
 
 

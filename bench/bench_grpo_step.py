@@ -41,7 +41,7 @@ from autoregressive.models import gpt as gpt_module  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
 from demo.pretrain import DemoModels  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
-from grpo.prompts import ClassPrompts  # noqa: E402
+from grpo.prompt_sources import ClassPrompts  # noqa: E402
 from grpo_trainer import GRPOTrainer  # noqa: E402
 from tokenizer.vq_model import VQConfig, VQModel  # noqa: E402
 
