@@ -25,17 +25,20 @@ from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
 from autoregressive.models.gpt import GPT
 from autoregressive.models.precision import inference_copy, refresh_from
+from autoregressive.models.seeding import folded_seed, row_generators
 from grpo.advantages import group_advantages, in_group_diversity
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
-from grpo.prompt_sources import PromptSource, TrainingPrompt, sample_seed
+from grpo.prompt_sources import PromptSource, TrainingPrompt
 from grpo.run_folder import check_output_dir, clear_output_dir
 from grpo.skip_guard import SkippedGroupsGuard
 from reward_utils.base import check_scores
 from reward_utils.remote import RewardInterrupted, clear_stop, request_stop
 
+SAMPLE_STREAM = 3
+"""Key prefix of the per-sample streams, ``(seed, SAMPLE_STREAM, rollout, prompt, sample)``."""
 INTERRUPTED_EXIT_CODE = 143
 """Exit status of a run stopped by SIGTERM (128 + 15, as shells and launchers report it): checkpoint saved,
 no final model written; continue it with ``--resume_from_checkpoint latest``."""
@@ -179,14 +182,13 @@ class GRPOTrainer:
     def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
         """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""
         return [
-            sample_seed(self.config.seed, self.rollout_index, p, s)
+            folded_seed(self.config.seed, SAMPLE_STREAM, self.rollout_index, p, s)
             for p in range(first_prompt, first_prompt + num_prompts)
             for s in range(self.config.num_generations)
         ]
 
     def _generators(self, first_prompt: int, num_prompts: int) -> list[torch.Generator]:
-        seeds = self._sample_seeds(first_prompt, num_prompts)
-        return [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+        return row_generators(self._sample_seeds(first_prompt, num_prompts), self.device)
 
     def _chunks(self, n: int) -> list[slice]:
         size = self.config.per_device_train_batch_size

@@ -14,6 +14,7 @@ import torch
 
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import GPT
+from autoregressive.models.seeding import sample_generators
 from grpo.cli import (  # noqa: F401 (text-encoder helpers are re-exported for the entry points)
     DOWNLOADS,
     add_text_encoder_args,
@@ -22,7 +23,6 @@ from grpo.cli import (  # noqa: F401 (text-encoder helpers are re-exported for t
     build_vq,
     image_decoder,
 )
-from sampling.common import sample_generators
 from sampling.images import to_uint8
 
 
