@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
-from autoregressive.models.generate import SamplingConfig, generate, policy_logits, process_logits
+from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
 from autoregressive.models.gpt import GPT
 from autoregressive.models.precision import inference_copy, refresh_from
 from autoregressive.models.seeding import folded_seed, row_generators
@@ -194,15 +194,9 @@ class GRPOTrainer:
         size = self.config.per_device_train_batch_size
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
-    def _logprobs(self, model, rollout_cond, cond_mask, tokens, *, with_entropy: bool = False):
-        logits = policy_logits(
-            model, rollout_cond, tokens, self.policy_dist, cond_mask, self.config.logp_guidance
-        )
-        logits = process_logits(logits, self.policy_dist.temperature)
-        logp_all = torch.log_softmax(logits, dim=-1)
-        logp = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
-        return logp, entropy
+    def _logprobs(self, model, cond, cond_mask, tokens, *, with_entropy: bool = False):
+        guidance = self.config.logp_guidance
+        return sequence_logprobs(model, cond, tokens, self.policy_dist, cond_mask, guidance, with_entropy=with_entropy)
 
     def _frozen_chunks(self, rows: int, num_tokens: int) -> list[slice]:
         """The whole rollout in one no-grad pass unless its logits (fp32; CFG branches, guided logits and
@@ -218,7 +212,7 @@ class GRPOTrainer:
         for sl in self._frozen_chunks(*rollout.tokens.shape):
             mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
             with self.accelerator.autocast():
-                out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl])[0])
+                out.append(self._logprobs(model, rollout.cond[sl], mask, rollout.tokens[sl]))
         return torch.cat(out)
 
     @staticmethod
@@ -372,9 +366,7 @@ class GRPOTrainer:
         cfg = self.config
         mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
         with self.accelerator.autocast():
-            logp, entropy = self._logprobs(
-                self.model, rollout.cond[sl], mask, rollout.tokens[sl], with_entropy=True
-            )
+            logp, entropy = self._logprobs(self.model, rollout.cond[sl], mask, rollout.tokens[sl], with_entropy=True)
         old = logp.detach() if rollout.old_logp is None else rollout.old_logp[sl]
         out = grpo_loss(
             logp,
