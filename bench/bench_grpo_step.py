@@ -60,14 +60,6 @@ def brightness(images, prompts, metadata):
     return score, {"brightness": score}
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
-
-
 def small_vq(codebook_size: int) -> VQModel:
     """The demo's VQ architecture (ch 16, downsample 4: 8x8 tokens are 32x32 images)."""
     torch.manual_seed(0)
@@ -141,9 +133,9 @@ def one_step(trainer: GRPOTrainer, as_main: bool) -> dict[str, float]:
         start = time.perf_counter()
         rollout = trainer.make_rollout()
         mid = time.perf_counter()
-        trainer._update(rollout, _NoBar())
+        trainer.update(rollout)
         end = time.perf_counter()
-    parts = {p: rollout.metrics[f"time/{p}"] for p in PARTS[:-1]}
+    parts = {p: rollout.seconds[p] for p in PARTS[:-1]}
     parts["update"] = end - mid
     parts["total"] = end - start
     parts["rollout"] = mid - start
