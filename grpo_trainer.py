@@ -9,6 +9,7 @@ and reach the trainer as plain callables, so any reward can be plugged in withou
 from __future__ import annotations
 
 import copy
+import dataclasses
 import signal
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -31,6 +32,7 @@ from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
+from grpo.optimizer import build_optimizer, build_scheduler
 from grpo.prompt_sources import PromptSource, TrainingPrompt
 from grpo.rollout import Rollout
 from grpo.run_folder import check_output_dir, clear_output_dir
@@ -47,6 +49,8 @@ ImageDecoder = Callable[[torch.Tensor], torch.Tensor]
 
 
 class GRPOTrainer:
+    """GRPO on ``policy``; models, rewards and prompts arrive as callables, so this file imports no backend."""
+
     def __init__(
         self,
         config: GRPOConfig,
@@ -74,9 +78,7 @@ class GRPOTrainer:
         )
         # The policy's distribution: temperature and guidance as sampled; top-k/top-p truncation belongs to the
         # behaviour sampler, so log-probs stay finite when the updated policy reorders the tail.
-        self.policy_dist = SamplingConfig(
-            cfg_scale=config.gen_cfg_cfg_scale, cfg_interval=config.cfg_interval, temperature=config.temperature
-        )
+        self.policy_dist = dataclasses.replace(self.sampling, top_k=0, top_p=1.0)
 
         policy.train()
         # --bf16: sampling, the frozen log-prob passes and VQ decoding run on bf16 weights (fp32 logits); only
@@ -90,25 +92,11 @@ class GRPOTrainer:
         self._sampling_copy: GPT | None = None
         if self.inference_dtype is not None:
             self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
-        optimizer = torch.optim.AdamW(
-            policy.parameters(),
-            lr=config.learning_rate,
-            weight_decay=config.weight_decay,
-            betas=(config.adam_beta1, config.adam_beta2),
-            eps=config.adam_epsilon,
-        )
-        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
-        from transformers import get_scheduler  # heavy import; only the trainer needs it
-
-        # transformers' "constant" schedule silently ignores warm-up steps; ours honours them.
-        schedule = config.lr_scheduler_type
-        if schedule == "constant" and config.warmup_steps > 0:
-            schedule = "constant_with_warmup"
-        self.scheduler = get_scheduler(schedule, self.optimizer, config.warmup_steps, config.max_steps)
+        self.model, self.optimizer = self.accelerator.prepare(policy, build_optimizer(policy.parameters(), config))
+        self.scheduler = build_scheduler(self.optimizer, config)
         self.step, self.rollout_index = 0, 0
         self._stop_signal = False
         self.skip_guard = SkippedGroupsGuard(config.skip_group_max_fraction, config.skip_group_window)
-        self._last_reward_error = ""
 
     # ----------------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, float]:
@@ -117,12 +105,9 @@ class GRPOTrainer:
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
         clear_stop()
-        logger = None
-        if self.accelerator.is_main_process:
-            resumed = self.step if cfg.resume_from_checkpoint else None
-            logger = MetricsLogger(cfg.output_dir, cfg.report_to, resumed_step=resumed)
+        main, resumed = self.accelerator.is_main_process, self.step if cfg.resume_from_checkpoint else None
+        logger = MetricsLogger(cfg.output_dir, cfg.report_to, resumed_step=resumed) if main else None
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        main = self.accelerator.is_main_process
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="GRPO", disable=not main, dynamic_ncols=True)
         metrics: dict[str, float] = {}
         try:
@@ -197,7 +182,8 @@ class GRPOTrainer:
         scores = self._score(images, prompts, seeds)
         clock.lap("rewards")
         if cfg.on_bad_reward == "skip_group":
-            self._check_skipped(acc.gather(scores.group_ok))
+            all_ok, where = acc.gather(scores.group_ok), f"step {self.step} (rollout {self.rollout_index})"
+            self.skip_guard.check(int((~all_ok).sum()), all_ok.numel(), where)
 
         batch_std = acc.gather(scores.total).std() if cfg.scale_rewards == "batch" else None
         advantages, tied = group_advantages(scores.total, g, cfg.scale_rewards, cfg.advantage_epsilon, batch_std)
@@ -237,7 +223,7 @@ class GRPOTrainer:
                 where = f"step {self.step} (rollout {self.rollout_index})"
                 raise RuntimeError(f"reward failed at {where}: {error}") from error
         scores = score_groups_apart(self.reward_fn, images, values, meta, cfg.num_generations, f"step {self.step}")
-        self._last_reward_error = scores.errors[-1] if scores.errors else self._last_reward_error
+        self.skip_guard.note(scores.errors)
         return scores
 
     # --------------------------------------------------------------------------------------- update
@@ -272,10 +258,8 @@ class GRPOTrainer:
         clock = Stopwatch(self.device)
         mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
         with self.accelerator.autocast():
-            logp, entropy = sequence_logprobs(
-                self.model, rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, cfg.logp_guidance,
-                with_entropy=True,
-            )
+            args = (rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, cfg.logp_guidance)
+            logp, entropy = sequence_logprobs(self.model, *args, with_entropy=True)
         out = grpo_loss(
             logp,
             logp.detach() if rollout.old_logp is None else rollout.old_logp[sl],
@@ -305,8 +289,7 @@ class GRPOTrainer:
     # -------------------------------------------------------------------------------------- helpers
     def _claim_output_dir(self) -> None:
         """Every process checks before the main one clears, so a refusal is raised everywhere."""
-        cfg = self.config
-        resuming = bool(cfg.resume_from_checkpoint)
+        cfg, resuming = self.config, bool(self.config.resume_from_checkpoint)
         check_output_dir(cfg.output_dir, overwrite=cfg.overwrite_output_dir, resuming=resuming)
         self.accelerator.wait_for_everyone()
         clears = cfg.overwrite_output_dir and not resuming and Path(cfg.output_dir).is_dir()
@@ -359,21 +342,9 @@ class GRPOTrainer:
         for sl in self._frozen_chunks(*rollout.tokens.shape):
             mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
             with self.accelerator.autocast():
-                out.append(
-                    sequence_logprobs(
-                        model, rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, self.config.logp_guidance
-                    )
-                )
+                args = (rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, self.config.logp_guidance)
+                out.append(sequence_logprobs(model, *args))
         return torch.cat(out)
-
-    def _check_skipped(self, all_groups_ok: torch.Tensor) -> None:
-        reason = self.skip_guard.update(int((~all_groups_ok).sum().item()), all_groups_ok.numel())
-        if reason:
-            last = self._last_reward_error or "(raised on another process; see its log)"
-            raise RuntimeError(
-                f"--on_bad_reward skip_group: stopping at step {self.step} (rollout {self.rollout_index}): {reason};"
-                f" last reward error: {last}"
-            )
 
     def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         keys = sorted(metrics)
@@ -383,31 +354,16 @@ class GRPOTrainer:
         return dict(zip(keys, values.tolist(), strict=True))
 
     # --------------------------------------------------------------------------- checkpoints, signals
-    def _state(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "rollout_index": self.rollout_index,
-            "config": self.config.to_dict(),
-            "run_config": self.run_config,
-        }
-
     def save(self) -> Path:
-        return save_checkpoint(
-            self.accelerator,
-            self.config.output_dir,
-            self.step,
-            self._state(),
-            self.config.save_total_limit,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-        )
+        cfg, parts = self.config, dict(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        state = {"step": self.step, "rollout_index": self.rollout_index, "config": cfg.to_dict()}
+        state["run_config"] = self.run_config
+        return save_checkpoint(self.accelerator, cfg.output_dir, self.step, state, cfg.save_total_limit, **parts)
 
     def resume(self, spec: str) -> None:
         path = resolve_checkpoint(spec, self.config.output_dir)
-        state = load_checkpoint(
-            self.accelerator, path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler
-        )
+        parts = dict(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
+        state = load_checkpoint(self.accelerator, path, **parts)
         if "rollout_index" not in state:
             raise CheckpointError(f"{path}: its {STATE_FILE} has no 'rollout_index' (not a GRPO trainer checkpoint)")
         self.step, self.rollout_index = state["step"], state["rollout_index"]
