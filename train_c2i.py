@@ -19,7 +19,7 @@ import torch
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
 from flag_parser import parse_flags, saved_run_config
 from grpo.config import GRPOConfig
-from grpo.prompts import ClassPrompts, PromptSource
+from grpo.prompt_sources import ClassPrompts, PromptSource
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 

@@ -17,7 +17,7 @@ from autoregressive.build import ModelArguments, build_text_encoder
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
 from flag_parser import parse_flags
 from grpo.config import GRPOConfig
-from grpo.prompts import ListPrompts, TrainingPrompt
+from grpo.prompt_sources import ListPrompts, TrainingPrompt
 from img_gen_grpo_rewards import RewardArguments
 
 

@@ -41,7 +41,7 @@ from autoregressive.models import gpt as gpt_module  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
 from demo.pretrain import DemoModels  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
-from grpo.prompts import ClassPrompts  # noqa: E402
+from grpo.prompt_sources import ClassPrompts  # noqa: E402
 from grpo_trainer import GRPOTrainer  # noqa: E402
 from tokenizer.vq_model import VQConfig, VQModel  # noqa: E402
 
@@ -58,14 +58,6 @@ VARIANTS = {
 def brightness(images, prompts, metadata):
     score = images.mean(dim=(1, 2, 3))
     return score, {"brightness": score}
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kwargs) -> None:
-        pass
 
 
 def small_vq(codebook_size: int) -> VQModel:
@@ -141,9 +133,9 @@ def one_step(trainer: GRPOTrainer, as_main: bool) -> dict[str, float]:
         start = time.perf_counter()
         rollout = trainer.make_rollout()
         mid = time.perf_counter()
-        trainer._update(rollout, _NoBar())
+        trainer.update(rollout)
         end = time.perf_counter()
-    parts = {p: rollout.metrics[f"time/{p}"] for p in PARTS[:-1]}
+    parts = {p: rollout.seconds[p] for p in PARTS[:-1]}
     parts["update"] = end - mid
     parts["total"] = end - start
     parts["rollout"] = mid - start

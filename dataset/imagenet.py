@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from autoregressive.models.seeding import numpy_generator
+
 T = TypeVar("T")
 
 WNID_PATTERN = re.compile(r"n\d{8}")
@@ -31,7 +33,7 @@ def _check_non_negative_int(name: str, value: int) -> None:
 def class_ids_for_step(seed: int, step: int, batch_size: int, num_classes: int = 1000) -> list[int]:
     """The global batch of class ids for one training step, uniform over ``[0, num_classes)``.
 
-    Depends only on ``(seed, step)``: the generator is seeded with ``SeedSequence([seed, step])``, so
+    Depends only on ``(seed, step)``: the generator is ``numpy_generator(seed, step)`` (``SeedSequence``), so
     steps are independent streams and no state is carried between calls.
     """
     _check_non_negative_int("seed", seed)
@@ -39,8 +41,7 @@ def class_ids_for_step(seed: int, step: int, batch_size: int, num_classes: int =
     _check_non_negative_int("batch_size", batch_size)
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(step)])))
-    return rng.integers(0, num_classes, size=batch_size).tolist()
+    return numpy_generator(seed, step).integers(0, num_classes, size=batch_size).tolist()
 
 
 def process_slice(items: Sequence[T], process_index: int, num_processes: int) -> list[T]:

@@ -20,6 +20,21 @@ class SkippedGroupsGuard:
             raise ValueError(f"need 0 <= max_fraction <= 1 and window >= 1, got {max_fraction}, {window}")
         self.max_fraction, self.window = max_fraction, window
         self.history: deque[tuple[int, int]] = deque(maxlen=window)
+        self.last_error = ""  # this process's latest reward failure, named when the run stops
+
+    def note(self, errors: list[str]) -> None:
+        """Remember this process's latest reward failure (other processes report theirs in their logs)."""
+        if errors:
+            self.last_error = errors[-1]
+
+    def check(self, skipped: int, groups: int, where: str) -> None:
+        """Record one rollout (counts over all processes); raise, naming the last failure, if the run must stop."""
+        reason = self.update(skipped, groups)
+        if reason:
+            last = self.last_error or "(raised on another process; see its log)"
+            raise RuntimeError(
+                f"--on_bad_reward skip_group: stopping at {where}: {reason}; last reward error: {last}"
+            )
 
     def update(self, skipped: int, groups: int) -> str | None:
         """Record one rollout; return why the run must stop, or None."""

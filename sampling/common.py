@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -85,18 +84,6 @@ def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
         raise ValueError(f"batch size must be >= 1, got {size}")
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-# ---------------------------------------------------------------------------------------------- seeds
-def sample_seed(seed: int, *key: int) -> int:
-    """A well-mixed 63-bit seed for the sample identified by ``key`` (e.g. its global index)."""
-    state = np.random.SeedSequence([seed, *key]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def sample_generators(seed: int, keys: Sequence[Sequence[int]], device: torch.device) -> list[torch.Generator]:
-    """One generator per batch row, so a row's tokens depend only on its own key."""
-    return [torch.Generator(device=device).manual_seed(sample_seed(seed, *key)) for key in keys]
 
 
 # -------------------------------------------------------------------------------------- checkpoints

@@ -14,7 +14,8 @@ import torch
 from autoregressive.build import DOWNLOADS, ModelArguments, build_policy, build_vq, image_decoder
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import GPT
-from sampling.common import SamplingArguments, resolve_gpt_checkpoint, sample_generators
+from autoregressive.models.seeding import sample_generators
+from sampling.common import SamplingArguments, resolve_gpt_checkpoint
 from sampling.images import to_uint8
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from grpo.config import GRPOConfig
-from grpo.prompts import ClassPrompts
+from grpo.prompt_sources import ClassPrompts
 from grpo_trainer import GRPOTrainer
 from tests.helpers import tiny_gpt
 from tokenizer.vq_model import VQConfig, VQModel

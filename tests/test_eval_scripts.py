@@ -24,8 +24,9 @@ from PIL import Image
 
 from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import build_gpt
+from autoregressive.models.seeding import sample_generators
 from sampling import drawbench_rewards, sample_c2i_fid, sample_geneval
-from sampling.common import resolve_gpt_checkpoint, sample_generators
+from sampling.common import resolve_gpt_checkpoint
 from tokenizer.vq_model import VQConfig, VQModel
 
 REPO = Path(__file__).resolve().parents[1]

@@ -246,7 +246,8 @@ def test_sampler_logprobs_equal_the_trainers_teacher_forced_logprobs(tmp_path):
     labels = torch.tensor([1, 4, 4, 7])
     out = generate(policy, labels, cfg=trainer.sampling, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        recomputed, _ = trainer._logprobs(policy, labels, None, out.tokens)
+        dist, guidance = trainer.policy_dist, trainer.config.logp_guidance
+        recomputed = sequence_logprobs(policy, labels, out.tokens, dist, None, guidance)
     assert out.logprobs.min() < -1.0  # a real distribution, not near-certain tokens
     torch.testing.assert_close(out.logprobs, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
 
@@ -300,7 +301,7 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     assert trainer._sampling_copy.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
     assert rollout.images.dtype == torch.float32 and rollout.old_logp.dtype == torch.float32
     with torch.no_grad():
-        fp32, _ = trainer._logprobs(trainer.policy, rollout.cond, None, rollout.tokens)
+        fp32 = sequence_logprobs(trainer.policy, rollout.cond, rollout.tokens, trainer.policy_dist)
     delta = (rollout.old_logp - fp32).abs()
     assert 0 < delta.max() <= MAX_ABS_DLOGP  # bf16 really ran, within the accepted tolerance
     before = trainer.policy.output.weight.detach().clone()

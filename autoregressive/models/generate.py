@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 
@@ -43,8 +44,9 @@ class SamplingConfig:
 
 
 @dataclass
-class Rollout:
-    """``tokens`` (B, N) long; ``logprobs`` (B, N) fp32 under the distribution that sampled each token."""
+class SampledTokens:
+    """What :func:`generate` returns: ``tokens`` (B, N) long; ``logprobs`` (B, N) fp32 under the distribution
+    that sampled each token."""
 
     tokens: torch.Tensor
     logprobs: torch.Tensor
@@ -139,7 +141,7 @@ def generate(
     cache_dtype: torch.dtype | None = None,
     static_cache: bool = False,
     compile_mode: str | None = None,
-) -> Rollout:
+) -> SampledTokens:
     """Sample image tokens for each row of ``cond`` (class ids (B,) or caption features (B, T, C)).
 
     To draw G samples per prompt, repeat the conditions (``repeat_interleave``) and pass one generator per
@@ -166,7 +168,7 @@ def generate(
             if n + 1 < num_tokens:
                 feed = tokens[:, n].repeat(2) if cfg.uses_cfg else tokens[:, n]
                 logits = static_step(model, feed, position.fill_(n)) if static else model.decode_step(feed, n)
-    return Rollout(tokens, logprobs)
+    return SampledTokens(tokens, logprobs)
 
 
 def policy_logits(
@@ -193,10 +195,35 @@ def policy_logits(
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     """log p(token) (B, N) after the same temperature/top-k/top-p processing the sampler applies."""
-    processed = process_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p)
-    return torch.log_softmax(processed, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return _log_softmax(logits, cfg).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
+def _log_softmax(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
+    return torch.log_softmax(process_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
+
+
+@overload
+def sequence_logprobs(
+    model: GPT,
+    cond: torch.Tensor,
+    tokens: torch.Tensor,
+    cfg: SamplingConfig,
+    cond_mask: torch.Tensor | None = ...,
+    guidance: str = ...,
+    *,
+    with_entropy: Literal[False] = ...,
+) -> torch.Tensor: ...
+@overload
+def sequence_logprobs(
+    model: GPT,
+    cond: torch.Tensor,
+    tokens: torch.Tensor,
+    cfg: SamplingConfig,
+    cond_mask: torch.Tensor | None = ...,
+    guidance: str = ...,
+    *,
+    with_entropy: Literal[True],
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 def sequence_logprobs(
     model: GPT,
     cond: torch.Tensor,
@@ -204,6 +231,17 @@ def sequence_logprobs(
     cfg: SamplingConfig,
     cond_mask: torch.Tensor | None = None,
     guidance: str = "cfg",
-) -> torch.Tensor:
-    """Per-token log-probabilities of ``tokens`` recomputed with one full forward pass."""
-    return token_logprobs(policy_logits(model, cond, tokens, cfg, cond_mask, guidance), tokens, cfg)
+    *,
+    with_entropy: bool = False,
+):
+    """Per-token log-probabilities (B, N) of ``tokens`` under ``cfg``, recomputed in one teacher-forced pass.
+
+    The trainer's only log-probability function (frozen old/reference passes and the update), checked against
+    the sampler's log-probs. ``with_entropy`` also returns the per-token entropy (B, N) of the same
+    distribution, from the same log-softmax (differentiable, for an entropy bonus).
+    """
+    logp_all = _log_softmax(policy_logits(model, cond, tokens, cfg, cond_mask, guidance), cfg)
+    logp = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if not with_entropy:
+        return logp
+    return logp, -(logp_all.exp() * logp_all).sum(-1)

@@ -13,7 +13,11 @@ from typing import Any, Protocol
 
 import torch
 
+from autoregressive.models.seeding import folded_generator
 from dataset.imagenet import class_ids_for_step
+
+ORDER_STREAM = 2
+"""Key prefix of the prompt-order streams, ``(seed, ORDER_STREAM, epoch)``; sample seeds use another prefix."""
 
 
 @dataclass
@@ -27,13 +31,6 @@ class TrainingPrompt:
 class PromptSource(Protocol):
     def batch(self, index: int, size: int) -> list[TrainingPrompt]:
         """The ``size`` prompts of rollout ``index`` (the same on every process)."""
-
-
-def _generator(seed: int, *salt: int) -> torch.Generator:
-    value = seed
-    for s in salt:
-        value = (value * 1_000_003 + s) % (2**63 - 1)
-    return torch.Generator().manual_seed(value)
 
 
 class ClassPrompts:
@@ -69,9 +66,8 @@ class ListPrompts:
 
     def _order(self, epoch: int) -> list[int]:
         if epoch not in self._order_cache:
-            self._order_cache = {
-                epoch: torch.randperm(len(self.prompts), generator=_generator(self.seed, 2, epoch)).tolist()
-            }
+            generator = folded_generator(self.seed, ORDER_STREAM, epoch)
+            self._order_cache = {epoch: torch.randperm(len(self.prompts), generator=generator).tolist()}
         return self._order_cache[epoch]
 
     def batch(self, index: int, size: int) -> list[TrainingPrompt]:
@@ -81,7 +77,3 @@ class ListPrompts:
             out.append(self.prompts[self._order(epoch)[offset]])
         return out
 
-
-def sample_seed(seed: int, rollout: int, prompt_index: int, sample: int) -> int:
-    """The seed of one sample: a function of its identity only, so results do not depend on process count."""
-    return int(torch.randint(0, 2**62, (1,), generator=_generator(seed, 3, rollout, prompt_index, sample)))
