@@ -25,6 +25,7 @@ from autoregressive.models.generate import SamplingConfig, generate, sequence_lo
 from autoregressive.models.gpt import GPT
 from autoregressive.models.precision import inference_copy, refresh_from
 from autoregressive.models.seeding import folded_seed, row_generators
+from autoregressive.run_layout import FINAL_MODEL
 from grpo.advantages import group_advantages
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
@@ -137,7 +138,7 @@ class GRPOTrainer:
                 if exiting:
                     self.accelerator.print(
                         f"stopping at step {self.step} of {cfg.max_steps} (exit_step): saved {checkpoint}; "
-                        "no gpt_final.pt until the run finishes"
+                        f"no {FINAL_MODEL} until the run finishes"
                     )
                     break
             if self.step >= cfg.max_steps:
@@ -378,7 +379,7 @@ class GRPOTrainer:
     def _interrupted(self, checkpoint: Path) -> None:
         self.accelerator.print(
             f"stopping at step {self.step} of {self.config.max_steps} (SIGTERM): saved {checkpoint}; the run is "
-            f"not finished, so no gpt_final.pt is written. Continue it with "
+            f"not finished, so no {FINAL_MODEL} is written. Continue it with "
             f"--resume_from_checkpoint latest. Exit status {INTERRUPTED_EXIT_CODE}."
         )
         raise TrainingInterrupted(self.step, checkpoint)
@@ -390,7 +391,7 @@ class GRPOTrainer:
     def save_final_model(self) -> Path | None:
         """The policy in LlamaGen's ``{"model": state_dict}`` layout, readable by LlamaGen's own tools."""
         state_dict = self.accelerator.get_state_dict(self.model)
-        path = Path(self.config.output_dir) / "gpt_final.pt"
+        path = Path(self.config.output_dir) / FINAL_MODEL
         if self.accelerator.is_main_process:
             save_checkpoint_atomic({"model": state_dict, "steps": self.step}, path)
         self.accelerator.wait_for_everyone()
