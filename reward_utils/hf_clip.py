@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import PICKSCORE_DIVISOR, similarity_reward
 from reward_utils.tensor_transforms import ImageTransform, transform_from_hf_processor
 

@@ -15,7 +15,7 @@ import torch
 
 from autoregressive.checkpoint import read_torch_file
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import similarity_reward
 from reward_utils.tensor_transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageTransform
 

@@ -16,7 +16,7 @@ import torch
 
 from autoregressive.checkpoint import CheckpointError, read_state_dict
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import prompt_texts
+from reward_utils.prompt_text import prompt_texts
 from reward_utils.tensor_transforms import ImageTransform
 
 IMAGE_REWARD_TEXT_LENGTH = 35

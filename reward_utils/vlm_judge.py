@@ -16,7 +16,7 @@ import torch
 
 from reward_utils.base import Prompt, RewardError, RewardFunction
 from reward_utils.chat_client import ChatClient
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.reward_server import UPSTREAM_JPEG_QUALITY, encode_jpeg_batch
 from reward_utils.tensor_transforms import to_uint8
 from reward_utils.vlm_answers import AnswerError
