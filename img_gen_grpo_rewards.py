@@ -405,19 +405,6 @@ def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
     return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
 
 
-def _shapes_factory(mode: str, name: str) -> RewardFactory:
-    """The offline demo's exact shapes-world evaluator (modes in reward_utils/shapes.py)."""
-
-    def build(o: RewardOptions, cache: ModelCache) -> RewardFunction:
-        from reward_utils.shapes import ShapesReward
-
-        reward = ShapesReward(mode)
-        reward.name = name
-        return reward
-
-    return build
-
-
 for _name, _kind, _quantize in [
     ("clip_distance", "class", False),
     ("clip_quantize", "class", True),
@@ -445,12 +432,6 @@ register_reward("deqa", _deqa)
 register_reward("geneval", _geneval)
 register_reward("mse", _mse)
 register_reward("fid", _fid)
-register_reward("shapes", _shapes_factory("dense", "shapes"))
-register_reward("shapes_strict", _shapes_factory("strict", "shapes_strict"))
-register_reward("shapes_tidy", _shapes_factory("tidy", "shapes_tidy"))
-register_reward("shapes_clean", _shapes_factory("clean", "shapes_clean"))
-register_reward("shapes_exact", _shapes_factory("exact", "shapes_exact"))
-register_reward("shapes_colour", _shapes_factory("colour", "shapes_colour"))
 
 
 def _noise_control(o: RewardOptions, cache: ModelCache) -> RewardFunction:

@@ -10,6 +10,7 @@ import argparse
 
 import torch
 
+import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from grpo.cli import add_model_args, run_training
 from grpo.config import add_grpo_args
 from grpo.prompts import ClassPrompts

@@ -10,6 +10,7 @@ import argparse
 
 import torch
 
+import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
 from grpo.cli import add_model_args, build_text_encoder, run_training
 from grpo.config import add_grpo_args
