@@ -109,3 +109,17 @@ class ModelCache:
 
 RewardFactory = Callable[[Any, ModelCache], RewardFunction]
 """``factory(options, cache)``: builds one reward from the merged options, sharing models through ``cache``."""
+
+
+SIMILARITY_VARIANTS = (("class", False), ("class", True), ("caption", False), ("caption", True))
+"""(prompt kind, quantized) of the four upstream variants of a prompt-image similarity reward, in name order."""
+
+
+def similarity_variants(
+    names: Sequence[str], make: Callable[[str, str, bool], RewardFactory]
+) -> dict[str, RewardFactory]:
+    """Factories of the four variants named ``names`` (class ids, class ids quantized, captions, captions
+    quantized), each ``make(name, prompt_kind, quantize)``."""
+    if len(names) != len(SIMILARITY_VARIANTS):
+        raise ValueError(f"{len(SIMILARITY_VARIANTS)} variant names expected, got {list(names)}")
+    return {name: make(name, kind, quantize) for name, (kind, quantize) in zip(names, SIMILARITY_VARIANTS)}

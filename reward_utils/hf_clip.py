@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import PICKSCORE_DIVISOR, similarity_reward
@@ -177,9 +177,6 @@ def _pickscore(options: ClipOptions, cache: ModelCache) -> RewardFunction:
 
 OPTIONS = ClipOptions
 REWARDS: dict[str, RewardFactory] = {
-    "clip_distance": _clip_factory("clip_distance", "class", False),
-    "clip_quantize": _clip_factory("clip_quantize", "class", True),
-    "clip_text": _clip_factory("clip_text", "caption", False),
-    "clip_text_quantize": _clip_factory("clip_text_quantize", "caption", True),
+    **similarity_variants(("clip_distance", "clip_quantize", "clip_text", "clip_text_quantize"), _clip_factory),
     "pickscore": _pickscore,
 }

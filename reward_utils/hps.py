@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from autoregressive.checkpoint import read_torch_file
-from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import similarity_reward
@@ -133,9 +133,6 @@ def _hps_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFa
 
 
 OPTIONS = HPSOptions
-REWARDS: dict[str, RewardFactory] = {
-    "hpsv2": _hps_factory("hpsv2", "class", False),
-    "hpsv2_quantize": _hps_factory("hpsv2_quantize", "class", True),
-    "hpsv2_text": _hps_factory("hpsv2_text", "caption", False),
-    "hpsv2_text_quantize": _hps_factory("hpsv2_text_quantize", "caption", True),
-}
+REWARDS: dict[str, RewardFactory] = similarity_variants(
+    ("hpsv2", "hpsv2_quantize", "hpsv2_text", "hpsv2_text_quantize"), _hps_factory
+)
