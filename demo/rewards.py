@@ -41,6 +41,7 @@ from demo.detect import Detection, colour_map
 from demo.evaluator import Verdict, evaluate_images
 from demo.world import COLOUR_NAMES, PromptSpec, class_spec, parse_caption
 from img_gen_grpo_rewards import register_reward
+from reward_utils.backend import BackendOptions, ModelCache
 from reward_utils.base import Prompt, RewardError, RewardFunction
 
 MODES = ("dense", "strict", "tidy", "clean", "exact", "colour")
@@ -166,7 +167,7 @@ REWARD_MODES = {
 
 
 def _shapes_factory(name: str, mode: str):
-    def build(options: object, cache: object) -> ShapesReward:
+    def build(options: BackendOptions, cache: ModelCache) -> ShapesReward:  # no weights, no options
         reward = ShapesReward(mode)
         reward.name = name
         return reward
