@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
 from flag_parser import parse_flags, saved_run_config
 from grpo.config import GRPOConfig

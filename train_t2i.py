@@ -12,6 +12,7 @@ from functools import partial
 
 import torch
 
+import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 import train_c2i
 from autoregressive.build import ModelArguments, build_text_encoder
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS

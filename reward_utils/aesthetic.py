@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from autoregressive.checkpoint import read_state_dict
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.hf_clip import HFClipScorer
+from reward_utils.hf_clip import HFClipScorer, shared_hf_clip
 
 AESTHETIC_MLP_URL = "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth"
 """Where the published head lives; used only when no local ``--aesthetic_mlp`` file is given."""
@@ -87,3 +89,25 @@ class AestheticReward(RewardFunction):
         embeddings = self.scorer.image_embeddings(images)
         mlp_dtype = self.mlp.layers[0].weight.dtype
         return self.mlp(embeddings.to(mlp_dtype)).squeeze(-1).float()
+
+
+@dataclass
+class AestheticOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"aesthetic_clip_model": "dir", "aesthetic_mlp": "file"}
+
+    aesthetic_clip_model: str = option(
+        "openai/clip-vit-large-patch14", "CLIP whose image embeddings feed the aesthetic MLP"
+    )
+    aesthetic_mlp: str | None = option(None, "aesthetic MLP weights (local .pth or URL; default: the LAION release)")
+
+
+def _aesthetic(options: AestheticOptions, cache: ModelCache) -> RewardFunction:
+    device = options.device()
+    mlp = cache.get(
+        ("aesthetic_mlp", options.aesthetic_mlp, str(device)), lambda: load_aesthetic_mlp(options.aesthetic_mlp, device)
+    )
+    return AestheticReward(shared_hf_clip(options, cache, options.aesthetic_clip_model), mlp)
+
+
+OPTIONS = AestheticOptions
+REWARDS: dict[str, RewardFactory] = {"aesthetic": _aesthetic}

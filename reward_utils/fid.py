@@ -9,16 +9,20 @@ reference statistics, and every image in a chunk gets the chunk's step-mapped FI
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 
-from evaluation.inception import InceptionV3Features
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
 from reward_utils.base import Prompt, RewardError, RewardFunction
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
 from reward_utils.tensor_transforms import to_uint8
+
+if TYPE_CHECKING:  # the extractor's module imports torch_fidelity: only inside the factory
+    from evaluation.inception import InceptionV3Features
 
 NEGATIVE_FID_TOLERANCE = 1e-3
 
@@ -103,3 +107,28 @@ class GroupFIDReward(RewardFunction):
             raise RewardError(f"reward {self.name!r}: negative FID {fids.min().item()} (broken statistics?)")
         fids = fids.clamp(min=0.0)  # rounding can push an exact match slightly below zero
         return step_map(fids, FID_EDGES, FID_LEVELS).repeat_interleave(size)
+
+
+@dataclass
+class FIDOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"fid_reference_stats": "file", "fid_inception_weights": "file"}
+
+    fid_reference_stats: str | None = option(None, ".npz with reference 'mu'/'sigma' for the fid reward")
+    fid_inception_weights: str | None = option(None, "local torch-fidelity InceptionV3 weights (default: download)")
+    fid_groups: int = option(2, "the fid reward splits each batch into this many groups")
+
+
+def _fid(o: FIDOptions, cache: ModelCache) -> RewardFunction:
+    from evaluation.inception import load_inception
+
+    if not o.fid_reference_stats:
+        raise ValueError("the fid reward needs --fid_reference_stats (an .npz with 'mu' and 'sigma')")
+    key = ("inception", o.fid_inception_weights, str(o.device()))
+    extractor = cache.get(
+        key, lambda: load_inception(o.fid_inception_weights, o.device(), "--fid_inception_weights")
+    )
+    return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
+
+
+OPTIONS = FIDOptions
+REWARDS: dict[str, RewardFactory] = {"fid": _fid}

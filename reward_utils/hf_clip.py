@@ -7,12 +7,14 @@ variants (and the aesthetic predictor, which reads the same ViT-L/14 image embed
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import PICKSCORE_DIVISOR, similarity_reward
 from reward_utils.tensor_transforms import ImageTransform, transform_from_hf_processor
 
@@ -140,3 +142,41 @@ class PickScoreReward(RewardFunction):
         cosine = self.scorer.cosine(images, prompt_texts(self.name, prompts, "caption"))
         logit_scale = self.scorer.model.logit_scale.exp().float()
         return logit_scale * cosine / PICKSCORE_DIVISOR
+
+
+@dataclass
+class ClipOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"clip_model": "dir", "pickscore_model": "dir", "pickscore_processor": "dir"}
+
+    clip_model: str = option("openai/clip-vit-large-patch14", "hub id or local dir of the CLIP model for clip_*")
+    pickscore_model: str = option("yuvalkirstain/PickScore_v1", "hub id or local dir of PickScore")
+    pickscore_processor: str = option(
+        "laion/CLIP-ViT-H-14-laion2B-s32B-b79K", "hub id or local dir holding PickScore's tokenizer/processor"
+    )
+
+
+def shared_hf_clip(
+    options: BackendOptions, cache: ModelCache, model_id: str, processor_id: str | None = None
+) -> HFClipScorer:
+    """One scorer per model, processor and device for every reward that reads it (aesthetic included)."""
+    device = options.device()
+    key = ("hf_clip", model_id, processor_id, str(device))
+    return cache.get(key, lambda: load_hf_clip(model_id, device, processor_id))
+
+
+def _clip_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:
+    def build(options: ClipOptions, cache: ModelCache) -> RewardFunction:
+        return ClipSimilarityReward(shared_hf_clip(options, cache, options.clip_model), prompt_kind, quantize, name)
+
+    return build
+
+
+def _pickscore(options: ClipOptions, cache: ModelCache) -> RewardFunction:
+    return PickScoreReward(shared_hf_clip(options, cache, options.pickscore_model, options.pickscore_processor))
+
+
+OPTIONS = ClipOptions
+REWARDS: dict[str, RewardFactory] = {
+    **similarity_variants(("clip_distance", "clip_quantize", "clip_text", "clip_text_quantize"), _clip_factory),
+    "pickscore": _pickscore,
+}

@@ -8,14 +8,16 @@ overwrites).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from autoregressive.checkpoint import read_torch_file
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
 from reward_utils.scaling import similarity_reward
 from reward_utils.tensor_transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageTransform
 
@@ -110,3 +112,27 @@ class HPSReward(RewardFunction):
     ) -> torch.Tensor:
         similarity = self.scorer.similarity(images, prompt_texts(self.name, prompts, self.prompt_kind))
         return similarity_reward(similarity, self.quantize)
+
+
+@dataclass
+class HPSOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"hps_checkpoint": "file"}
+
+    hps_version: str = option("v2.1", "HPS checkpoint version", choices=("v2.0", "v2.1"))
+    hps_checkpoint: str | None = option(None, "local HPS checkpoint (default: download from xswu/HPSv2)")
+    hps_arch: str = option("ViT-H-14", "OpenCLIP architecture of the HPS model (hpsv2 model config name)")
+
+
+def _hps_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:
+    def build(o: HPSOptions, cache: ModelCache) -> RewardFunction:
+        key = ("hps", o.hps_version, o.hps_checkpoint, o.hps_arch, str(o.device()))
+        scorer = cache.get(key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch))
+        return HPSReward(scorer, prompt_kind, quantize, name)
+
+    return build
+
+
+OPTIONS = HPSOptions
+REWARDS: dict[str, RewardFactory] = similarity_variants(
+    ("hpsv2", "hpsv2_quantize", "hpsv2_text", "hpsv2_text_quantize"), _hps_factory
+)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from autoregressive.checkpoint import CheckpointError, read_state_dict
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
 from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompts import prompt_texts
+from reward_utils.prompt_text import prompt_texts
 from reward_utils.tensor_transforms import ImageTransform
 
 IMAGE_REWARD_TEXT_LENGTH = 35
@@ -108,3 +110,22 @@ class ImageRewardReward(RewardFunction):
         features = text_output.last_hidden_state[:, 0, :].float()
         rewards = self.model.mlp(features).squeeze(-1)
         return (rewards - self.model.mean) / self.model.std
+
+
+@dataclass
+class ImageRewardOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"imagereward_model": "pt_file", "imagereward_med_config": "file"}
+
+    imagereward_model: str = option("ImageReward-v1.0", "ImageReward release name or local ImageReward.pt")
+    imagereward_med_config: str | None = option(None, "local med_config.json for ImageReward (default: download)")
+
+
+def _imagereward(o: ImageRewardOptions, cache: ModelCache) -> RewardFunction:
+    key = ("imagereward", o.imagereward_model, o.imagereward_med_config, str(o.device()))
+    return ImageRewardReward(
+        cache.get(key, lambda: load_image_reward(o.imagereward_model, o.device(), o.imagereward_med_config))
+    )
+
+
+OPTIONS = ImageRewardOptions
+REWARDS: dict[str, RewardFactory] = {"imagereward": _imagereward}

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from autoregressive.checkpoint import CheckpointError, load_state_dict_strict, read_torch_file
+from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
 from reward_utils.base import Prompt, RewardFunction
 from reward_utils.scaling import MANIQA_SCALE
 
@@ -80,3 +82,23 @@ class ManiqaReward(RewardFunction):
         # pyiqa asserts the input range; decoded images can overshoot [0, 1] by float error.
         quality = self.metric(images.to(self.device).float().clamp(0, 1))
         return self.scale * quality.reshape(-1).float()
+
+
+@dataclass
+class ManiqaOptions(BackendOptions):
+    PATHS: ClassVar[dict[str, str]] = {"maniqa_checkpoint": "file"}
+
+    maniqa_metric: str = option("maniqa", "pyiqa metric name", choices=("maniqa", "maniqa-kadid", "maniqa-pipal"))
+    maniqa_checkpoint: str | None = option(None, "local MANIQA weights (default: pyiqa downloads them)")
+    maniqa_crops: int = option(20, "224x224 crops averaged per image by MANIQA (pyiqa test_sample)")
+
+
+def _maniqa(o: ManiqaOptions, cache: ModelCache) -> RewardFunction:
+    key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()))
+    return ManiqaReward(
+        cache.get(key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops))
+    )
+
+
+OPTIONS = ManiqaOptions
+REWARDS: dict[str, RewardFactory] = {"maniqa": _maniqa}

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from reward_utils.backend import RewardFactory
 from reward_utils.base import Prompt, RewardError, RewardFunction
 from reward_utils.scaling import MSE_SCALE
 
@@ -58,3 +59,6 @@ class MSEReward(RewardFunction):
                 )
             rewards.append(MSE_SCALE * (1.0 - torch.mean((image.float() - reference) ** 2)))
         return torch.stack(rewards)
+
+
+REWARDS: dict[str, RewardFactory] = {"mse": lambda options, cache: MSEReward()}

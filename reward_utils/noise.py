@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from reward_utils.backend import RewardFactory
 from reward_utils.base import Prompt, RewardFunction
 
 
@@ -37,3 +38,6 @@ class NoiseReward(RewardFunction):
             torch.randn(1, generator=torch.Generator().manual_seed((int(s) ^ self.SALT) % 2**63)) for s in seeds
         ]
         return torch.cat(draws).to(images.device)
+
+
+REWARDS: dict[str, RewardFactory] = {"noise_control": lambda options, cache: NoiseReward()}

@@ -24,9 +24,10 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from reward_utils.answer_limits import AnswerTooLarge, ResponseLimits, excerpt
+from reward_utils.backend import BackendOptions, from_env, option
 from reward_utils.base import RewardError
 
 T = TypeVar("T")
@@ -261,3 +262,41 @@ class HttpEndpoint:
                     task.cancel()
 
         return wait_for(everything(), f"{what}: server {self.url}")
+
+
+API_KEY_ENV = "REWARD_API_KEY"
+
+
+@dataclass
+class RemoteOptions(BackendOptions):
+    """The options every remote reward shares (deadline, retries, answer limits, API key); the options of a
+    backend that asks a server derive from this class."""
+
+    ENV_VARS: ClassVar[dict[str, str]] = {"reward_api_key": API_KEY_ENV}
+
+    reward_timeout: float = option(
+        120.0, "total deadline in seconds of one remote request: the whole answer, retries and waits included"
+    )
+    reward_retries: int = option(
+        3, "attempts per remote request within its deadline (connection lost, 5xx, 429, answer cut short)"
+    )
+    reward_backoff: float = option(
+        1.0, "urllib3 backoff factor: waits 0, 2x, 4x ... s between attempts, plus up to x s of jitter"
+    )
+    reward_max_response_bytes: int = option(8 * 2**20, "largest remote answer body accepted, in bytes")
+    reward_max_depth: int = option(32, "deepest nesting of lists/dicts accepted in a remote answer")
+    reward_max_items: int = option(1_000_000, "most list/dict elements accepted in one remote answer, in all")
+    reward_max_concurrency: int = option(8, "remote requests in flight per reward")
+    reward_api_key: str | None = option(
+        from_env(API_KEY_ENV, None), f"API key for remote rewards (prefer the env var {API_KEY_ENV})", repr=False
+    )
+
+    def client_settings(self) -> dict[str, Any]:
+        """The keyword arguments every remote client takes (chat judges and the reward server alike)."""
+        return {
+            "api_key": self.reward_api_key,
+            "timeout": self.reward_timeout,
+            "retry": RetryPolicy(attempts=self.reward_retries, backoff=self.reward_backoff),
+            "max_concurrency": self.reward_max_concurrency,
+            "limits": ResponseLimits(self.reward_max_response_bytes, self.reward_max_depth, self.reward_max_items),
+        }

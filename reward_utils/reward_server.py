@@ -18,13 +18,15 @@ import base64
 import json
 import pickle
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from reward_utils.answer_limits import AnswerTooLarge, ResponseLimits, check_plain_data, excerpt
+from reward_utils.backend import RewardFactory, from_env, option
 from reward_utils.base import Prompt, RewardError, RewardFunction
-from reward_utils.remote import HttpEndpoint, RetryPolicy
+from reward_utils.remote import HttpEndpoint, RemoteOptions, RetryPolicy
 from reward_utils.safe_pickle import safe_loads
 from reward_utils.tensor_transforms import to_uint8
 
@@ -230,3 +232,36 @@ class GenEvalReward(RewardFunction):
             extract=lambda answer, n: numbers_from(answer, self.score_key, n, where),
             what=f"reward {self.name!r}",
         )
+
+
+@dataclass
+class ServerOptions(RemoteOptions):
+    ENV_VARS: ClassVar[dict[str, str]] = {"geneval_url": "GENEVAL_URL", "deqa_url": "DEQA_URL"}
+
+    geneval_url: str | None = option(
+        from_env("GENEVAL_URL", "http://127.0.0.1:18085"), "GenEval reward-server URL (env GENEVAL_URL)"
+    )
+    geneval_only_strict: bool = option(False, "ask the GenEval server for strict scoring only")
+    geneval_score_key: str = option(
+        "rewards", "which GenEval answer list is the reward", choices=("rewards", "strict_rewards", "scores")
+    )
+    deqa_url: str | None = option(
+        from_env("DEQA_URL", "http://127.0.0.1:18086"), "DeQA reward-server URL (env DEQA_URL)"
+    )
+    reward_server_format: str = option("pickle", "reward-server wire format", choices=("pickle", "json"))
+    reward_server_batch_size: int = option(64, "images per reward-server request")
+
+    def client(self, url_flag: str) -> RewardServerClient:
+        return RewardServerClient(
+            self.required_url(url_flag),
+            batch_size=self.reward_server_batch_size,
+            wire_format=self.reward_server_format,
+            **self.client_settings(),
+        )
+
+
+OPTIONS = ServerOptions
+REWARDS: dict[str, RewardFactory] = {
+    "deqa": lambda o, cache: DeQAReward(o.client("deqa_url")),
+    "geneval": lambda o, cache: GenEvalReward(o.client("geneval_url"), o.geneval_only_strict, o.geneval_score_key),
+}

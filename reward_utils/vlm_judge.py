@@ -10,16 +10,21 @@ and divides by the reward's divisor.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import torch
 
+from reward_utils import judge_prompts
+from reward_utils.backend import ModelCache, RewardFactory, from_env, option
 from reward_utils.base import Prompt, RewardError, RewardFunction
 from reward_utils.chat_client import ChatClient
-from reward_utils.prompts import PromptKind, prompt_texts
+from reward_utils.prompt_text import PromptKind, prompt_texts
+from reward_utils.remote import RemoteOptions
 from reward_utils.reward_server import UPSTREAM_JPEG_QUALITY, encode_jpeg_batch
+from reward_utils.scaling import UNIFIED_REWARD_DIVISOR, VLM_DIVISOR
 from reward_utils.tensor_transforms import to_uint8
-from reward_utils.vlm_answers import AnswerError
+from reward_utils.vlm_answers import AnswerError, parse_final_score, parse_json_score
 
 JUDGE_SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 10}
 """Sampling for the Qwen judges (upstream's vLLM settings); sampling also makes a re-ask worthwhile."""
@@ -182,3 +187,96 @@ class VLMJudgeReward(RewardFunction):
                 f" attempt(s) ({len(pending)} image(s) failed): {errors[i]}"
             )
         return torch.tensor(scores, dtype=torch.float32) / self.divisor
+
+
+@dataclass
+class VLMOptions(RemoteOptions):
+    ENV_VARS: ClassVar[dict[str, str]] = {"qwenvl_url": "QWENVL_URL", "unifiedreward_url": "UNIFIEDREWARD_URL"}
+    PATHS: ClassVar[dict[str, str]] = {"qwenvl_model": "dir"}
+
+    qwenvl_mode: str = option(
+        "transformers", "run Qwen2.5-VL in-process or ask a server", choices=("transformers", "server", "vllm")
+    )
+    qwenvl_model: str = option("Qwen/Qwen2.5-VL-3B-Instruct", "hub id / local dir (in-process) or served model name")
+    qwenvl_url: str | None = option(
+        from_env("QWENVL_URL", "http://localhost:20004/v1"),
+        "OpenAI-compatible base URL of the Qwen-VL server (env QWENVL_URL)",
+    )
+    qwenvl_max_new_tokens: int = option(512, "generation budget of the in-process Qwen-VL judge")
+    vlm_attempts: int = option(3, "how often a VLM judge is asked again when its answer has no usable score")
+    unifiedreward_url: str | None = option(
+        from_env("UNIFIEDREWARD_URL", "http://127.0.0.1:17140/v1"),
+        "UnifiedReward server base URL (env UNIFIEDREWARD_URL)",
+    )
+    unifiedreward_model: str = option("UnifiedReward-7b-v1.5", "model name served by the UnifiedReward server")
+
+
+def _qwen_judge(o: VLMOptions, cache: ModelCache) -> Judge:
+    """The in-process Qwen-VL, or a client of its server: one per model (and device or URL) for all qwenvl_*."""
+    if o.qwenvl_mode == "transformers":
+
+        def build_local() -> LocalQwenJudge:
+            judge = load_local_qwen(o.qwenvl_model, o.device())
+            judge.max_new_tokens = o.qwenvl_max_new_tokens
+            return judge
+
+        return cache.get(("qwenvl_local", o.qwenvl_model, str(o.device())), build_local)
+    if o.qwenvl_mode not in ("server", "vllm"):
+        raise ValueError(f"unknown qwenvl_mode {o.qwenvl_mode!r}")
+    url = o.required_url("qwenvl_url")
+    return cache.get(
+        ("qwenvl_server", url, o.qwenvl_model),
+        lambda: ServerJudge(ChatClient(url, o.qwenvl_model, sampling=JUDGE_SAMPLING, **o.client_settings())),
+    )
+
+
+def _qwen_factory(name: str, task: str, prompt_kind: PromptKind | None) -> RewardFactory:
+    """``task`` "quality" asks about the prompt (a 0-5 score); "fake" and "weird" ask a fixed 0-1 question."""
+
+    def build(o: VLMOptions, cache: ModelCache) -> RewardFunction:
+        if task == "quality":
+            high = 5.0
+
+            def ask(text: str) -> str:
+                return judge_prompts.QUALITY_QUESTION.format(prompt=text)
+        else:
+            fixed, high = (judge_prompts.FAKE_QUESTION if task == "fake" else judge_prompts.WEIRD_QUESTION), 1.0
+
+            def ask(text: str) -> str:
+                return fixed
+
+        return VLMJudgeReward(
+            name,
+            _qwen_judge(o, cache),
+            ask,
+            lambda answer: parse_json_score(answer, "score", 0.0, high),
+            VLM_DIVISOR,
+            prompt_kind,
+            attempts=o.vlm_attempts,
+        )
+
+    return build
+
+
+def _unifiedreward(o: VLMOptions, cache: ModelCache) -> RewardFunction:
+    url = o.required_url("unifiedreward_url")
+    client = ChatClient(url, o.unifiedreward_model, sampling={"temperature": 0.0}, **o.client_settings())
+    return VLMJudgeReward(
+        "unifiedreward",
+        ServerJudge(client, image_format="png"),
+        lambda text: judge_prompts.UNIFIED_REWARD_QUESTION.format(prompt=text),
+        parse_final_score,
+        UNIFIED_REWARD_DIVISOR,
+        "caption",
+        attempts=o.vlm_attempts,
+    )
+
+
+OPTIONS = VLMOptions
+REWARDS: dict[str, RewardFactory] = {
+    "qwenvl_3b": _qwen_factory("qwenvl_3b", "quality", "class"),
+    "qwenvl_3b_text": _qwen_factory("qwenvl_3b_text", "quality", "caption"),
+    "qwenvl_fake": _qwen_factory("qwenvl_fake", "fake", None),
+    "qwenvl_weird": _qwen_factory("qwenvl_weird", "weird", None),
+    "unifiedreward": _unifiedreward,
+}

@@ -19,6 +19,7 @@ from demo.dataset import build_c2i, build_t2i, load_or_build
 from demo.detect import Detection, detect
 from demo.evaluator import evaluate, evaluate_images, format_report, geneval_style_report
 from demo.render import Placed, draw, render_spec
+from demo.rewards import ShapesReward
 from demo.world import (
     BACKGROUND,
     COLOURS,
@@ -38,7 +39,6 @@ from demo.world import (
     sample_prompts,
 )
 from reward_utils.base import RewardError
-from reward_utils.shapes import ShapesReward
 
 GENEVAL_METADATA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "geneval" / "evaluation_metadata.jsonl"

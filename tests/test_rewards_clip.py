@@ -20,7 +20,7 @@ from torchvision.transforms.functional import to_pil_image
 from reward_utils.aesthetic import AestheticMLP, AestheticReward, load_aesthetic_mlp
 from reward_utils.base import RewardError
 from reward_utils.hf_clip import ClipSimilarityReward, HFClipScorer, PickScoreReward
-from reward_utils.prompts import class_prompt
+from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.tensor_transforms import transform_from_hf_processor
 from tests.test_rewards_support import clip_tokenizer, detailed_images, smooth_images, tiny_clip

@@ -20,7 +20,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from reward_utils.base import RewardError
 from reward_utils.hps import HPSReward, load_hps
-from reward_utils.prompts import class_prompt
+from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from tests.test_rewards_support import smooth_images
 

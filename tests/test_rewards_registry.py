@@ -1,8 +1,10 @@
-"""Registry, options / flags / env vars, composition, and model sharing through the real loaders."""
+"""Registry, options / flags / env vars, composition, model sharing through the real loaders, and the layer
+rule: rewards import nothing of the models' training, the trainer, the entry points or the demo."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import subprocess
 import sys
@@ -51,9 +53,7 @@ def test_flags_env_vars_and_secret_handling(monkeypatch):
     )
     assert args.reward_funcs == ["clip_distance", "hpsv2_quantize"] and args.reward_weights == [1.0, 0.5]
     options = rewards.reward_options_from_args(args)
-    assert (
-        options.clip_model == "/models/clip" and options.reward_timeout == 3.5 and options.reward_retries == 5
-    )
+    assert options.clip_model == "/models/clip" and options.reward_timeout == 3.5 and options.reward_retries == 5
     assert options.geneval_only_strict is True and options.reward_server_format == "json"
     assert options.qwenvl_url == "http://judge-host:9000/v1"  # from the environment
     assert options.hps_version == "v2.1" and options.deqa_url == "http://127.0.0.1:18086"  # defaults
@@ -66,10 +66,119 @@ def test_flags_env_vars_and_secret_handling(monkeypatch):
         parser.parse_args(["--hps_version", "v9"])
 
 
+def test_reward_arguments_parse_through_hf_argument_parser(monkeypatch):
+    from transformers import HfArgumentParser
+
+    monkeypatch.setenv("REWARD_API_KEY", "sk-from-env")
+    parser = HfArgumentParser(rewards.RewardArguments)
+    argv = ["--reward_funcs", "a", "b", "--reward_weights", "1", "2", "--maniqa_crops", "3"]
+    (args,) = parser.parse_args_into_dataclasses(argv)
+    assert args.reward_funcs == ["a", "b"] and args.reward_weights == [1.0, 2.0] and args.maniqa_crops == 3
+    assert args.hps_version == "v2.1" and args.geneval_only_strict is False and args.reward_timeout == 120.0
+    assert args.reward_api_key == "sk-from-env" and "sk-from-env" not in repr(args)
+    assert isinstance(args, rewards.RewardOptions)  # the parsed flags are the options build_reward takes
+    (strict,) = parser.parse_args_into_dataclasses(["--geneval_only_strict", "--qwenvl_mode", "server"])
+    assert strict.geneval_only_strict is True and strict.qwenvl_mode == "server" and strict.reward_funcs is None
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--hps_version", "v9"])
+
+
+NEW_BACKEND = """
+from dataclasses import dataclass
+
+from reward_utils.backend import BackendOptions, option
+
+
+@dataclass
+class BrightnessOptions(BackendOptions):
+    brightness_scale: float = option(2.0, "factor on the mean pixel value")
+
+
+def brightness(options, cache):
+    return lambda images, prompts, metadata: options.brightness_scale * images.mean(dim=(1, 2, 3))
+
+
+OPTIONS = BrightnessOptions
+REWARDS = {"brightness": brightness}
+"""
+
+
+def test_a_new_reward_is_one_file_in_reward_utils_with_its_own_flags(tmp_path):
+    (tmp_path / "brightness_bonus.py").write_text(NEW_BACKEND)
+    code = f"""
+import argparse, json, torch, reward_utils
+reward_utils.__path__.append({str(tmp_path)!r})  # as if brightness_bonus.py were saved in reward_utils/
+import img_gen_grpo_rewards as r
+from transformers import HfArgumentParser
+argv = ["--reward_funcs", "brightness", "--brightness_scale", "3", "--maniqa_crops", "4"]
+(args,) = HfArgumentParser(r.RewardArguments).parse_args_into_dataclasses(argv)
+total, values = r.build_reward(args.reward_funcs, args.reward_weights, args)(torch.full((2, 3, 4, 4), 0.5), [0, 1])
+parser = argparse.ArgumentParser()
+r.add_reward_args(parser)
+old_style = r.reward_options_from_args(parser.parse_args(["--brightness_scale", "5"]))
+print(json.dumps([total.tolist(), args.maniqa_crops, r.RewardOptions().brightness_scale, old_style.brightness_scale]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [[1.5, 1.5], 4, 2.0, 5.0]
+
+
+def test_two_backends_may_not_declare_the_same_flag():
+    from dataclasses import dataclass
+
+    from reward_utils.backend import BackendOptions, option
+
+    @dataclass
+    class First(BackendOptions):
+        clip_model: str = option("a", "one backend's model")
+
+    @dataclass
+    class Second(BackendOptions):
+        clip_model: str = option("b", "another backend's model")
+
+    with pytest.raises(TypeError, match="--clip_model is declared twice"):
+        rewards.merge_options([First, Second])
+    merged = rewards.merge_options([First])  # the shared base's --reward_device is no clash
+    assert merged().clip_model == "a" and merged().reward_device is None
+
+
+FORBIDDEN_FOR_REWARDS = ("demo", "grpo", "grpo_trainer", "train_c2i", "train_t2i", "sampling", "tokenizer")
+ALLOWED_MODEL_SIDE = ("autoregressive.checkpoint", "evaluation.inception")
+
+
+def test_rewards_import_nothing_of_models_training_entry_points_or_the_demo():
+    offenders = []
+    for path in [REPO / "img_gen_grpo_rewards.py", *sorted((REPO / "reward_utils").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                forbidden = top in FORBIDDEN_FOR_REWARDS or (
+                    top in ("autoregressive", "evaluation") and module not in ALLOWED_MODEL_SIDE
+                )
+                if forbidden:
+                    offenders.append(f"{path.relative_to(REPO)} imports {module}")
+    assert offenders == []
+
+
+def test_the_demo_registers_its_shapes_rewards_and_the_training_entry_points_load_them():
+    code = (
+        "import img_gen_grpo_rewards as r; before = sorted(n for n in r.REWARD_FUNCS if n.startswith('shapes'));"
+        " import train_t2i; print(before, sorted(n for n in r.REWARD_FUNCS if n.startswith('shapes')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    names = "['shapes', 'shapes_clean', 'shapes_colour', 'shapes_exact', 'shapes_strict', 'shapes_tidy']"
+    assert out.stdout.strip() == f"[] {names}"
+
+
 def test_build_reward_rejects_bad_configuration():
-    with pytest.raises(
-        ValueError, match=r"unknown reward function\(s\) \['clip_dist'\]; registered: .*clip_distance"
-    ):
+    with pytest.raises(ValueError, match=r"unknown reward function\(s\) \['clip_dist'\]; registered: .*clip_distance"):
         rewards.build_reward(["clip_dist"])
     with pytest.raises(ValueError, match="2 reward functions .* but 1 weights"):
         rewards.build_reward(["mse", "deqa"], [1.0])
@@ -126,9 +235,7 @@ def test_composer_weights_devices_and_no_grad(probes):
     torch.testing.assert_close(total, torch.tensor([1.0, 0.0, -1.0]))
     assert set(values) == {"probe_a", "probe_b"} and values["probe_b"].tolist() == [0.0, 1.0, 2.0]
     assert all(v.device == images.device for v in values.values())
-    assert (
-        a.calls[0][0].type == "cpu" and b.calls[0][0].type == "meta"
-    )  # each reward gets images on its device
+    assert a.calls[0][0].type == "cpu" and b.calls[0][0].type == "meta"  # each reward gets images on its device
     assert a.calls[0][1] is False and a.calls[0][3] == metadata
     assert "0.5*probe_a" in repr(composer)
 
@@ -185,12 +292,8 @@ def test_plain_and_quantized_variants_share_one_model_loaded_from_local_files(tm
     from reward_utils.scaling import SIMILARITY_EDGES, SIMILARITY_LEVELS, step_map
 
     similarity = values["clip_distance"] / 5
-    torch.testing.assert_close(
-        values["clip_quantize"], step_map(similarity, SIMILARITY_EDGES, SIMILARITY_LEVELS)
-    )
-    torch.testing.assert_close(
-        total, values["clip_distance"] + values["clip_quantize"] + 0.1 * values["aesthetic"]
-    )
+    torch.testing.assert_close(values["clip_quantize"], step_map(similarity, SIMILARITY_EDGES, SIMILARITY_LEVELS))
+    torch.testing.assert_close(total, values["clip_distance"] + values["clip_quantize"] + 0.1 * values["aesthetic"])
 
 
 def test_hps_variants_share_one_model(tmp_path):

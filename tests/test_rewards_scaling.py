@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reward_utils.base import RewardError
-from reward_utils.prompts import class_prompt, imagenet_class_names, prompt_texts
+from reward_utils.prompt_text import class_prompt, imagenet_class_names, prompt_texts
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, similarity_reward, step_map
 from reward_utils.tensor_transforms import ImageTransform, center_crop
 

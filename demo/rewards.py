@@ -1,4 +1,11 @@
-"""The offline demo's reward: the shapes-world evaluator (exact GenEval rules, no weights).
+"""The offline demo's rewards ``shapes``, ``shapes_strict``, ``shapes_tidy``, ``shapes_clean``, ``shapes_exact``
+and ``shapes_colour``: the shapes-world evaluator (exact GenEval rules, no weights).
+
+They belong to the demo, not to ``reward_utils/`` (rewards see images and prompts only and import nothing of the
+demo), so this module registers them with the reward registry itself, through ``register_reward``, when it is
+imported. Whatever can be asked for ``--reward_funcs shapes_*`` imports it: the training entry points
+(``train_c2i.py``, ``train_t2i.py``; the demo trains through them) import it next to the registry, and a test
+or script that builds a shapes reward imports ``demo.rewards`` first. The registry itself never imports it.
 
 Prompts are captions (t2i, e.g. "a photo of two red circles") or C2I class ids; a metadata row may carry the
 parsed ``PromptSpec`` under ``"spec"`` (or a GenEval-style metadata dict), which must then agree with the
@@ -33,6 +40,8 @@ import torch
 from demo.detect import Detection, colour_map
 from demo.evaluator import Verdict, evaluate_images
 from demo.world import COLOUR_NAMES, PromptSpec, class_spec, parse_caption
+from img_gen_grpo_rewards import register_reward
+from reward_utils.backend import BackendOptions, ModelCache
 from reward_utils.base import Prompt, RewardError, RewardFunction
 
 MODES = ("dense", "strict", "tidy", "clean", "exact", "colour")
@@ -144,3 +153,27 @@ def _spec_from_prompt(index: int, prompt: Prompt) -> PromptSpec:
         return class_spec(int(prompt))
     except ValueError as err:
         raise RewardError(f"reward 'shapes': prompt #{index}: {err}") from err
+
+
+REWARD_MODES = {
+    "shapes": "dense",
+    "shapes_strict": "strict",
+    "shapes_tidy": "tidy",
+    "shapes_clean": "clean",
+    "shapes_exact": "exact",
+    "shapes_colour": "colour",
+}
+"""Registered reward name -> :class:`ShapesReward` mode."""
+
+
+def _shapes_factory(name: str, mode: str):
+    def build(options: BackendOptions, cache: ModelCache) -> ShapesReward:  # no weights, no options
+        reward = ShapesReward(mode)
+        reward.name = name
+        return reward
+
+    return build
+
+
+for _name, _mode in REWARD_MODES.items():
+    register_reward(_name, _shapes_factory(_name, _mode))
