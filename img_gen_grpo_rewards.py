@@ -14,11 +14,10 @@ heavy packages only inside their factories, so importing this module stays cheap
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 from collections.abc import Sequence
-from dataclasses import MISSING, fields, make_dataclass, replace
+from dataclasses import fields, make_dataclass, replace
 from typing import Any
 
 import torch
@@ -158,35 +157,3 @@ def build_reward(
     cache = cache if cache is not None else ModelCache()
     functions = {name: REWARD_FUNCS[name](options, cache) for name in names}
     return RewardComposer(functions, dict(zip(names, weights)))
-
-
-# --------------------------------------------------- argparse flags (until every entry point uses RewardArguments)
-
-
-def add_reward_args(parser: argparse.ArgumentParser, default_funcs: Sequence[str] | None = None) -> None:
-    """``--reward_funcs``, ``--reward_weights`` and one flag per :class:`RewardArguments` field."""
-    group = parser.add_argument_group("rewards")
-    for f in fields(RewardArguments):
-        if f.name in ("reward_funcs", "reward_weights"):
-            kwargs: dict[str, Any] = {"nargs": "+", "type": float if f.name == "reward_weights" else str}
-            kwargs["default"] = list(default_funcs) if default_funcs and f.name == "reward_funcs" else None
-            registered = f" (registered: {', '.join(sorted(REWARD_FUNCS))})" if f.name == "reward_funcs" else ""
-            group.add_argument(f"--{f.name}", help=f.metadata["help"] + registered, **kwargs)
-            continue
-        default = f.default if f.default is not MISSING else f.default_factory()
-        help_text = f.metadata["help"] + (
-            "" if not f.repr or "default" in f.metadata["help"] else f" (default: {default})"
-        )
-        kwargs = {"default": None, "help": help_text, "choices": f.metadata.get("choices")}
-        if f.type in ("bool", bool):
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.type in ("int", int, "float", float):
-            kwargs["type"] = int if f.type in ("int", int) else float
-        group.add_argument(f"--{f.name}", **kwargs)
-
-
-def reward_options_from_args(args: argparse.Namespace) -> BackendOptions:
-    """Flags that were given override :class:`RewardOptions` defaults (which read the env vars)."""
-    return RewardOptions(
-        **{f.name: getattr(args, f.name) for f in fields(RewardOptions) if getattr(args, f.name, None) is not None}
-    )

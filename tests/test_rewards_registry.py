@@ -3,7 +3,6 @@ rule: rewards import nothing of the models' training, the trainer, the entry poi
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import subprocess
@@ -40,30 +39,28 @@ def test_upstream_names_are_registered():
 
 
 def test_flags_env_vars_and_secret_handling(monkeypatch):
+    from transformers import HfArgumentParser
+
     monkeypatch.setenv("QWENVL_URL", "http://judge-host:9000/v1")
     monkeypatch.setenv("REWARD_API_KEY", "sk-from-env")
-    parser = argparse.ArgumentParser()
-    rewards.add_reward_args(parser)
-    args = parser.parse_args(
+    parser = HfArgumentParser(rewards.RewardArguments)
+    (options,) = parser.parse_args_into_dataclasses(
         [
             *("--reward_funcs", "clip_distance", "hpsv2_quantize", "--reward_weights", "1", "0.5"),
             *("--clip_model", "/models/clip", "--reward_timeout", "3.5", "--reward_retries", "5"),
             *("--geneval_only_strict", "--reward_server_format", "json"),
         ]
     )
-    assert args.reward_funcs == ["clip_distance", "hpsv2_quantize"] and args.reward_weights == [1.0, 0.5]
-    options = rewards.reward_options_from_args(args)
+    assert options.reward_funcs == ["clip_distance", "hpsv2_quantize"] and options.reward_weights == [1.0, 0.5]
     assert options.clip_model == "/models/clip" and options.reward_timeout == 3.5 and options.reward_retries == 5
     assert options.geneval_only_strict is True and options.reward_server_format == "json"
     assert options.qwenvl_url == "http://judge-host:9000/v1"  # from the environment
     assert options.hps_version == "v2.1" and options.deqa_url == "http://127.0.0.1:18086"  # defaults
     assert options.reward_api_key == "sk-from-env" and "sk-from-env" not in repr(options)
-    flagged = rewards.reward_options_from_args(
-        parser.parse_args(["--reward_api_key", "sk-flag", "--qwenvl_url", "http://x/v1"])
-    )
+    (flagged,) = parser.parse_args_into_dataclasses(["--reward_api_key", "sk-flag", "--qwenvl_url", "http://x/v1"])
     assert flagged.reward_api_key == "sk-flag" and flagged.qwenvl_url == "http://x/v1"
     with pytest.raises(SystemExit):
-        parser.parse_args(["--hps_version", "v9"])
+        parser.parse_args_into_dataclasses(["--hps_version", "v9"])
 
 
 def test_reward_arguments_parse_through_hf_argument_parser(monkeypatch):
@@ -106,17 +103,15 @@ REWARDS = {"brightness": brightness}
 def test_a_new_reward_is_one_file_in_reward_utils_with_its_own_flags(tmp_path):
     (tmp_path / "brightness_bonus.py").write_text(NEW_BACKEND)
     code = f"""
-import argparse, json, torch, reward_utils
+import json, torch, reward_utils
 reward_utils.__path__.append({str(tmp_path)!r})  # as if brightness_bonus.py were saved in reward_utils/
 import img_gen_grpo_rewards as r
 from transformers import HfArgumentParser
 argv = ["--reward_funcs", "brightness", "--brightness_scale", "3", "--maniqa_crops", "4"]
 (args,) = HfArgumentParser(r.RewardArguments).parse_args_into_dataclasses(argv)
 total, values = r.build_reward(args.reward_funcs, args.reward_weights, args)(torch.full((2, 3, 4, 4), 0.5), [0, 1])
-parser = argparse.ArgumentParser()
-r.add_reward_args(parser)
-old_style = r.reward_options_from_args(parser.parse_args(["--brightness_scale", "5"]))
-print(json.dumps([total.tolist(), args.maniqa_crops, r.RewardOptions().brightness_scale, old_style.brightness_scale]))
+(flagged,) = HfArgumentParser(r.RewardArguments).parse_args_into_dataclasses(["--brightness_scale", "5"])
+print(json.dumps([total.tolist(), args.maniqa_crops, r.RewardOptions().brightness_scale, flagged.brightness_scale]))
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
