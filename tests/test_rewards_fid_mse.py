@@ -11,7 +11,7 @@ from reward_utils.base import RewardError
 from reward_utils.fid import GroupFIDReward, group_fid, load_reference_stats
 from reward_utils.mse import MSEReward
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
-from tests.test_rewards_support import smooth_images
+from tests.helpers import smooth_images
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ def test_text_encoder_folder_with_a_pickled_bin(tmp_path, marker):
 
 def test_clip_folder_with_a_pickled_bin(tmp_path, marker):
     from reward_utils.hf_clip import load_hf_clip
-    from tests.test_rewards_support import tiny_clip
+    from tests.helpers import tiny_clip
 
     folder = tmp_path / "clip"
     tiny_clip().save_pretrained(folder)
