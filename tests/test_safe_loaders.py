@@ -64,7 +64,7 @@ def test_maniqa_checkpoint_of_another_network_is_named(tmp_path):
 
     path = tmp_path / "other.pth"
     torch.save({"params": {"head.weight": torch.zeros(1)}}, path)
-    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="missing key") as info:
+    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="Missing key") as info:
         load_maniqa("maniqa", "cpu", checkpoint=str(path), crops=1)
     _refused(info, path)
 
