@@ -396,13 +396,14 @@ def _mse(o: RewardOptions, cache: ModelCache) -> RewardFunction:
 
 def _fid(o: RewardOptions, cache: ModelCache) -> RewardFunction:
     from evaluation.inception import load_inception
-    from reward_utils.fid import GroupFIDReward, load_reference_stats
+    from evaluation.npz_io import read_fid_reference
+    from reward_utils.fid import GroupFIDReward
 
     if not o.fid_reference_stats:
         raise ValueError("the fid reward needs --fid_reference_stats (an .npz with 'mu' and 'sigma')")
     key = ("inception", o.fid_inception_weights, str(o.device()))
     extractor = cache.get(key, lambda: load_inception(o.fid_inception_weights, o.device(), "--fid_inception_weights"))
-    return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
+    return GroupFIDReward(extractor, read_fid_reference(o.fid_reference_stats), o.fid_groups)
 
 
 def _shapes_factory(mode: str, name: str) -> RewardFactory:
