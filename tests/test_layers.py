@@ -1,4 +1,5 @@
-"""Import arrows point one way: models <- rewards <- evaluation <- training <- entry points.
+"""Import arrows point one way: entry points import the library, never the reverse; models import no training,
+reward, evaluation or demo code; rewards see images and prompts, not models; evaluation never imports training.
 
 Every project module's imports are read from its syntax tree (imports inside functions included, since the
 reward registry imports its backends lazily), and each forbidden arrow is reported as (module, import).
