@@ -2,7 +2,8 @@
 reward, evaluation or demo code; rewards see images and prompts, not models; evaluation never imports training.
 
 Every project module's imports are read from its syntax tree (imports inside functions included, since the
-reward registry imports its backends lazily), and each forbidden arrow is reported as (module, import).
+reward registry imports its backends lazily), and each forbidden arrow is reported as (module, import). The
+layers are described in docs/architecture.md.
 """
 
 from __future__ import annotations
