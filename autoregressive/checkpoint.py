@@ -8,10 +8,12 @@ names the file and the offending keys, while still accepting every layout LlamaG
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import pickle
 import re
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,17 @@ def _first(keys: Iterable[str]) -> str:
     return shown + (f", ... (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
+def _meta_twin(module: nn.Module) -> nn.Module:
+    """``module``'s structure with every parameter and buffer on the meta device: a dry run of a load
+    allocates nothing and leaves ``module`` untouched when the load fails."""
+    memo: dict[int, Any] = {}
+    for param in module.parameters():
+        memo[id(param)] = nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad)
+    for buffer in module.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(module, memo)
+
+
 def load_state_dict_strict(
     module: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
@@ -178,34 +191,21 @@ def load_state_dict_strict(
 ) -> None:
     """Load ``state_dict`` into ``module``, refusing any missing, unexpected or mis-shaped key.
 
-    Stale entries (``freqs_cis``, KV caches) are dropped unless the module itself expects them. Tensors
-    are cast to the dtype of the module's own tensors, so bf16 files load into fp32 models. ``hint`` is
-    appended to the error (e.g. which ``--gpt_model`` matches the file).
+    The keys are checked by torch's own strict ``load_state_dict`` on a meta-device twin first, so a file
+    that does not fit raises before a single weight is copied; the error names ``source`` and ends with
+    ``hint`` (e.g. which ``--gpt_model`` matches the file). Stale entries (``freqs_cis``, KV caches) are
+    dropped unless the module itself expects them. Tensors are cast to the dtype of the module's own
+    tensors, so bf16 files load into fp32 models.
     """
-    expected = module.state_dict()
+    expected = module.state_dict().keys()
     given = {key: value for key, value in state_dict.items() if key in expected or not _is_stale(key)}
-    missing = set(expected) - set(given)
-    unexpected = set(given) - set(expected)
-    mismatched = {
-        key: (tuple(given[key].shape), tuple(expected[key].shape))
-        for key in set(given) & set(expected)
-        if given[key].shape != expected[key].shape
-    }
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing key(s): {_first(missing)}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s): {_first(unexpected)}")
-        if mismatched:
-            shown = sorted(mismatched)[:_MAX_LISTED]
-            details = "; ".join(
-                f"{k}: checkpoint {list(mismatched[k][0])} vs model {list(mismatched[k][1])}" for k in shown
-            )
-            more = f" (+{len(mismatched) - len(shown)} more)" if len(mismatched) > len(shown) else ""
-            problems.append(f"{len(mismatched)} shape mismatch(es): {details}{more}")
-        message = f"{source}: checkpoint does not fit {type(module).__name__}: " + "; ".join(problems) + "."
-        raise CheckpointError(message + (f" {hint}" if hint else ""))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*meta parameter.*no-op")  # the dry run copies nothing
+        try:
+            _meta_twin(module).load_state_dict(given, strict=True)
+        except RuntimeError as err:
+            message = f"{source}: checkpoint does not fit the model. {err}"
+            raise CheckpointError(message + (f"\n{hint}" if hint else "")) from err
     if check_finite:
         bad = [k for k, v in given.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
         if bad:

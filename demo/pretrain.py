@@ -21,7 +21,7 @@ from autoregressive.checkpoint import save_checkpoint_atomic
 from autoregressive.models.gpt import GPT, build_gpt
 from autoregressive.text_encoder import T5TextEncoder
 from demo.text_encoder import write_text_encoder
-from tokenizer.vq_model import VQConfig, VQModel
+from tokenizer.vq_model import VQ_TINY, VQConfig, VQModel
 
 
 @dataclass
@@ -29,17 +29,7 @@ class DemoModels:
     """Sizes of the demo's models; ``gpt_overrides`` are LlamaGen ``ModelArgs`` fields."""
 
     image_size: int = 32
-    vq: dict = field(
-        default_factory=lambda: dict(
-            codebook_size=512,
-            codebook_embed_dim=8,
-            encoder_ch_mult=[1, 2, 2],
-            decoder_ch_mult=[1, 2, 2],
-            z_channels=16,
-            ch=16,
-            norm_groups=4,
-        )
-    )
+    vq: dict = field(default_factory=lambda: dict(codebook_size=512, codebook_embed_dim=8, **VQ_TINY))
     gpt_model: str = "GPT-Small"
     gpt_overrides: dict = field(default_factory=dict)
     caption_dim: int = 64

@@ -138,19 +138,36 @@ def check_image_batch(batch: np.ndarray, source: str) -> None:
 
 
 def read_npz_statistics(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Returns the stored FID statistics (any of mu/sigma, mu_s/sigma_s pairs present), without touching arr_0."""
+    """Returns the stored FID statistics (any of mu/sigma, mu_s/sigma_s pairs present), without touching arr_0.
+
+    Each pair must describe one Gaussian (``mu`` 1-d, ``sigma`` square of the same size); no pickles are read.
+    """
     path = Path(path)
     with _open_zip(path) as archive:
         names = {n.removesuffix(".npy") for n in archive.namelist()}
     stats: dict[str, np.ndarray] = {}
-    with np.load(path) as npz:
+    with np.load(path, allow_pickle=False) as npz:
         for mean_key, cov_key in (("mu", "sigma"), ("mu_s", "sigma_s")):
             if (mean_key in names) != (cov_key in names):
                 raise ValueError(f"{path}: has only one of '{mean_key}'/'{cov_key}'; both or neither are needed")
             if mean_key in names:
-                stats[mean_key] = np.asarray(npz[mean_key], dtype=np.float64)
-                stats[cov_key] = np.asarray(npz[cov_key], dtype=np.float64)
+                mean = np.asarray(npz[mean_key], dtype=np.float64)
+                cov = np.asarray(npz[cov_key], dtype=np.float64)
+                if mean.ndim != 1 or cov.shape != (mean.shape[0], mean.shape[0]):
+                    raise ValueError(
+                        f"{path}: {mean_key} {mean.shape} and {cov_key} {cov.shape} do not describe one Gaussian"
+                    )
+                stats[mean_key], stats[cov_key] = mean, cov
     return stats
+
+
+def read_fid_reference(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The pool_3 ``mu``/``sigma`` a reference npz must hold (e.g. ADM's ``VIRTUAL_imagenet256_labeled.npz``)."""
+    stats = read_npz_statistics(path)
+    if "mu" not in stats:
+        with np.load(path, allow_pickle=False) as npz:
+            raise ValueError(f"{path}: FID reference lacks ['mu', 'sigma'] (has {npz.files})")
+    return {"mu": stats["mu"], "sigma": stats["sigma"]}
 
 
 def write_sample_npz(

@@ -2,15 +2,14 @@
 
 The batch is split into ``groups`` equal chunks; each chunk's Inception statistics are compared with
 reference statistics, and every image in a chunk gets the chunk's step-mapped FID (see
-``scaling.FID_EDGES``). Features come from the Inception port that fid_evaluation.py uses
-(``evaluation.inception.load_inception``, which reads the weights without unpickling code).
+``scaling.FID_EDGES``). Features and reference statistics come from fid_evaluation.py's loaders
+(``evaluation.inception.load_inception``, ``evaluation.npz_io.read_fid_reference``), which run no pickled code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -25,20 +24,6 @@ if TYPE_CHECKING:  # the extractor's module imports torch_fidelity: only inside 
     from evaluation.inception import InceptionV3Features
 
 NEGATIVE_FID_TOLERANCE = 1e-3
-
-
-def load_reference_stats(path: str) -> dict[str, np.ndarray]:
-    """Reference ``mu`` / ``sigma`` from an ``.npz`` (e.g. ADM's ``VIRTUAL_imagenet256_labeled.npz``)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"FID reference statistics not found: {path}")
-    with np.load(path) as data:
-        missing = {"mu", "sigma"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} lacks {sorted(missing)} (has {data.files})")
-        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not describe one Gaussian")
-    return {"mu": mu, "sigma": sigma}
 
 
 def group_fid(features: torch.Tensor, reference: dict[str, np.ndarray]) -> float:
@@ -120,6 +105,7 @@ class FIDOptions(BackendOptions):
 
 def _fid(o: FIDOptions, cache: ModelCache) -> RewardFunction:
     from evaluation.inception import load_inception
+    from evaluation.npz_io import read_fid_reference
 
     if not o.fid_reference_stats:
         raise ValueError("the fid reward needs --fid_reference_stats (an .npz with 'mu' and 'sigma')")
@@ -127,7 +113,7 @@ def _fid(o: FIDOptions, cache: ModelCache) -> RewardFunction:
     extractor = cache.get(
         key, lambda: load_inception(o.fid_inception_weights, o.device(), "--fid_inception_weights")
     )
-    return GroupFIDReward(extractor, load_reference_stats(o.fid_reference_stats), o.fid_groups)
+    return GroupFIDReward(extractor, read_fid_reference(o.fid_reference_stats), o.fid_groups)
 
 
 OPTIONS = FIDOptions

@@ -40,7 +40,6 @@ from grpo.checkpointing import (  # noqa: E402
 )
 
 VOLATILE = ("time/", "throughput/")
-VQ_CONFIG = {"encoder_ch_mult": [1, 2, 2], "decoder_ch_mult": [1, 2, 2], "z_channels": 16, "ch": 16, "norm_groups": 4}
 RUN_DEADLINE_S = 300.0
 MAX_ATTEMPTS = 30
 
@@ -48,11 +47,11 @@ MAX_ATTEMPTS = 30
 def make_models(folder: Path) -> tuple[Path, Path]:
     """Tiny random GPT and VQ checkpoints on disk, as a user would pass them."""
     from autoregressive.models.gpt import build_gpt
-    from tokenizer.vq_model import VQConfig, VQModel
+    from tokenizer.vq_model import VQ_Tiny
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    vq = VQModel(VQConfig(codebook_size=48, codebook_embed_dim=8, **VQ_CONFIG))
+    vq = VQ_Tiny(codebook_size=48)
     gpt = build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=15)
     torch.save({"model": vq.state_dict()}, folder / "vq.pt")
     torch.save({"model": gpt.state_dict()}, folder / "gpt.pt")
@@ -66,7 +65,7 @@ def train_command(models: tuple[Path, Path], out: Path, max_steps: int, save_ste
         str(REPO / "train_c2i.py"),
         *("--gpt_model", "GPT-Tiny", "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq)),
         *("--codebook_size", "48", "--image_size", "16", "--downsample_size", "4"),
-        *("--vq_config", json.dumps(VQ_CONFIG), "--num_classes", "15"),
+        *("--vq_model", "VQ-Tiny", "--num_classes", "15"),
         *("--max_steps", str(max_steps), "--save_steps", str(save_steps), "--save_total_limit", "2"),
         *("--num_generations", "4", "--per_device_train_batch_size", "8", "--beta", "0.05"),
         *("--learning_rate", "3e-3", "--report_to", "none", "--image_log_steps", "0"),

@@ -8,7 +8,7 @@ from grpo.config import GRPOConfig
 from grpo.prompt_sources import ClassPrompts
 from grpo_trainer import GRPOTrainer
 from tests.helpers import tiny_gpt
-from tokenizer.vq_model import VQConfig, VQModel
+from tokenizer.vq_model import VQ_Tiny, VQModel
 
 VOCAB = 48
 IMAGE_SIZE, DOWNSAMPLE = 16, 4
@@ -16,16 +16,7 @@ IMAGE_SIZE, DOWNSAMPLE = 16, 4
 
 def tiny_vq(seed: int = 0) -> VQModel:
     torch.manual_seed(seed)
-    config = VQConfig(
-        codebook_size=VOCAB,
-        codebook_embed_dim=8,
-        encoder_ch_mult=[1, 2, 2],
-        decoder_ch_mult=[1, 2, 2],
-        z_channels=16,
-        ch=16,
-        norm_groups=4,
-    )
-    return VQModel(config).eval().requires_grad_(False)
+    return VQ_Tiny(codebook_size=VOCAB).eval().requires_grad_(False)
 
 
 def brightness_reward(images: torch.Tensor, prompts: list, metadata: list):

@@ -1,4 +1,5 @@
-"""Small builders shared by tests: tiny real models with attention made sharp enough to expose bugs."""
+"""Small builders shared by tests: tiny real models (attention made sharp enough to expose bugs), test images,
+and a scripted HTTP server on 127.0.0.1 for the remote rewards."""
 
 from __future__ import annotations
 
@@ -58,3 +59,130 @@ def t2i_condition(model: GPT, batch: int, *, seed: int = 1, pad: list[int] | Non
     for i, p in enumerate(pad or [0] * batch):
         mask[i, :p] = 0
     return feats * mask.unsqueeze(-1), mask
+
+
+def tiny_clip(projection_dim: int = 16, patch_size: int = 32, boost: float = 20.0):
+    """A 2-layer CLIPModel at 224 px. ``boost`` scales the patch embedding so that image content, not the
+    shared class/position embeddings, dominates the image features (random init is otherwise nearly blind)."""
+    from transformers import CLIPConfig, CLIPModel
+
+    layers = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={**layers, "vocab_size": 49408, "max_position_embeddings": 77},
+        vision_config={**layers, "image_size": 224, "patch_size": patch_size},
+        projection_dim=projection_dim,
+    )
+    model = CLIPModel(config).eval()
+    with torch.no_grad():
+        model.vision_model.embeddings.patch_embedding.weight.mul_(boost)
+    return model
+
+
+def smooth_images(n: int, height: int, width: int | None = None, seed: int = 0, quantize: bool = True):
+    """Natural-ish test images: random 8x8 colour fields upsampled bicubically, optionally on the 8-bit grid
+    (so a PIL round trip is lossless and any difference comes from the resize alone)."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 3, 8, 8, generator=generator)
+    images = torch.nn.functional.interpolate(low, size=(height, width or height), mode="bicubic").clamp(0, 1)
+    return (images * 255).round() / 255 if quantize else images
+
+
+class ScriptedServer:
+    """A real HTTP/1.1 server on 127.0.0.1 (keep-alive) whose answers a test scripts.
+
+    ``handler(server, path, headers, body) -> (status, content_type, body_bytes)`` is called per request, in
+    the server's thread; the server records request count, client ports and peak concurrency.
+    """
+
+    def __init__(self, handler):
+        import http.server
+        import threading
+
+        self.handler = handler
+        self.requests = 0
+        self.ports: set[int] = set()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                with outer.lock:
+                    outer.requests += 1
+                    outer.ports.add(self.client_address[1])
+                    outer.in_flight += 1
+                    outer.peak_in_flight = max(outer.peak_in_flight, outer.in_flight)
+                try:
+                    status, content_type, payload = outer.handler(outer, self.path, self.headers, body)
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def dead_url() -> str:
+    """A 127.0.0.1 URL nobody listens on (a port just released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def decode_jpeg_means(images: list[bytes]) -> list[float]:
+    """What a test server 'scores': the mean grey level of each received JPEG, in [0, 1]."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return [float(np.asarray(Image.open(io.BytesIO(b), formats=["jpeg"])).mean() / 255) for b in images]
+
+
+def flat_images(levels: list[float], size: int = 32) -> torch.Tensor:
+    """Uniform grey images, one per level, so a server's per-image answer identifies the image."""
+    return torch.tensor(levels).view(-1, 1, 1, 1).expand(-1, 3, size, size).contiguous()
+
+
+def detailed_images(n: int, height: int, width: int | None = None, seed: int = 0) -> torch.Tensor:
+    """8-bit images with fine detail (sharp 4-px blocks over a smooth field): the resize kernel matters."""
+    generator = torch.Generator().manual_seed(seed)
+    size = (height, width or height)
+    low = torch.nn.functional.interpolate(
+        torch.rand(n, 3, 8, 8, generator=generator), size=size, mode="bicubic"
+    )
+    blocks = torch.rand(n, 3, size[0] // 4, size[1] // 4, generator=generator)
+    high = torch.nn.functional.interpolate(blocks, size=size, mode="nearest")
+    return ((0.7 * low.clamp(0, 1) + 0.3 * high) * 255).round() / 255

@@ -173,16 +173,29 @@ def test_missing_unexpected_and_mismatched_keys_are_named():
         )
     message = str(info.value)
     assert "ckpt/c2i_B_256.pt" in message
-    assert "1 missing key(s): head.weight" in message
-    assert "1 unexpected key(s): extra.bias" in message
-    assert "proj.weight: checkpoint [8, 3] vs model [4, 3]" in message
+    assert 'Missing key(s) in state_dict: "head.weight"' in message  # torch's own strict-load report
+    assert 'Unexpected key(s) in state_dict: "extra.bias"' in message
+    assert "size mismatch for proj.weight: copying a param with shape torch.Size([8, 3])" in message
     assert message.endswith("Try --gpt_model GPT-L.")
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
-def test_long_key_lists_are_shortened_with_counts():
+def test_every_missing_key_is_named():
     big = nn.ModuleDict({f"layer{i}": nn.Linear(2, 2) for i in range(9)})
-    with pytest.raises(CheckpointError, match=r"18 missing key\(s\): .*\(\+13 more\)"):
+    with pytest.raises(CheckpointError) as info:
         load_state_dict_strict(big, {}, source="empty")
+    assert all(f'"layer{i}.{p}"' in str(info.value) for i in range(9) for p in ("weight", "bias"))
+
+
+def test_mismatched_shape_leaves_module_untouched():
+    """A shape mismatch is found before anything is copied (torch alone copies the fitting tensors first)."""
+    target = TinyNet()
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    state_dict = {k: v + 1 for k, v in TinyNet().state_dict().items()}
+    state_dict["proj.weight"] = torch.zeros(8, 3)
+    with pytest.raises(CheckpointError, match="proj.weight"):
+        load_state_dict_strict(target, state_dict, source="wrong_size.pt")
+    _assert_same(target.state_dict(), before)
 
 
 def test_nan_weights_are_rejected():
@@ -214,3 +227,15 @@ def test_atomic_save_replaces_and_keeps_old_file_on_failure(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # ordinary file permissions, not mkstemp's 0600
+
+
+def test_gpt_size_mismatch_names_the_file_and_the_matching_flags(tmp_path):
+    from autoregressive.models.gpt import build_gpt, load_gpt_weights
+
+    path = tmp_path / "tiny_c2i.pt"
+    torch.save({"model": build_gpt("GPT-Tiny", block_size=16, vocab_size=48).state_dict()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_gpt_weights(build_gpt("GPT-Small", block_size=16, vocab_size=48), path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "size mismatch for tok_embeddings.weight" in message
+    assert "looks like --gpt_model GPT-Tiny --gpt_type c2i" in message

@@ -27,17 +27,16 @@ from autoregressive.models.gpt import build_gpt
 from autoregressive.models.seeding import sample_generators
 from sampling import drawbench_rewards, sample_c2i_fid, sample_geneval
 from sampling.common import resolve_gpt_checkpoint
-from tokenizer.vq_model import VQConfig, VQModel
+from tokenizer.vq_model import VQ_Tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-VQ_CONFIG = {"encoder_ch_mult": [1, 2, 2], "decoder_ch_mult": [1, 2, 2], "z_channels": 16, "ch": 16, "norm_groups": 4}
 NUM_CLASSES, CAPTION_DIM, CAPTION_TOKENS = 10, 32, 24
 N_FID, EVAL_SIZE = 7, 12
 
 
 def model_flags(root: Path, kind: str) -> list[str]:
-    flags = ["--gpt_model", "GPT-Tiny", "--vq_ckpt", str(root / "vq.pt"), "--vq_config", json.dumps(VQ_CONFIG)]
+    flags = ["--gpt_model", "GPT-Tiny", "--vq_ckpt", str(root / "vq.pt"), "--vq_model", "VQ-Tiny"]
     flags += ["--codebook_size", "48", "--downsample_size", "4", "--image_size", "16", "--no_progress"]
     if kind == "c2i":
         return flags + ["--num_classes", str(NUM_CLASSES)]
@@ -62,7 +61,7 @@ def models(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     torch.save({"model": tiny_gpt("c2i").state_dict()}, root / "c2i.pt")
     torch.save({"model": tiny_gpt("t2i").state_dict()}, root / "t2i.pt")
-    vq = VQModel(VQConfig(codebook_size=48, codebook_embed_dim=8, **VQ_CONFIG))
+    vq = VQ_Tiny(codebook_size=48)
     torch.save({"model": vq.state_dict()}, root / "vq.pt")
     return root
 
@@ -109,7 +108,7 @@ def test_c2i_samples_recomputed_independently(models, c2i_run):
     """Sample i = class i % num_classes, seed (seed, i), VQ decode, bicubic resize, round to 8 bits."""
     model = tiny_gpt("c2i")
     model.load_state_dict(torch.load(models / "c2i.pt")["model"])
-    vq = VQModel(VQConfig(codebook_size=48, codebook_embed_dim=8, **VQ_CONFIG))
+    vq = VQ_Tiny(codebook_size=48)
     vq.load_state_dict(torch.load(models / "vq.pt")["model"])
     indices = [5, 1]
     labels = torch.tensor([i % NUM_CLASSES for i in indices])
@@ -168,7 +167,7 @@ def test_test_sh_two_processes_on_accelerate_checkpoint(models, c2i_run, tmp_pat
     env = dict(os.environ, PYTHON=sys.executable, GPT_MODEL="GPT-Tiny", VQ_CKPT=str(models / "vq.pt"))
     env.update(IMAGE_SIZE="16", IMAGE_SIZE_EVAL=str(EVAL_SIZE), NUM_FID_SAMPLES=str(N_FID), PER_PROC_BATCH_SIZE="2")
     env.update(OUT_ROOT=str(tmp_path / "results"), OMP_NUM_THREADS="1")
-    extra = ["--vq_config", json.dumps(VQ_CONFIG), "--codebook_size", "48", "--downsample_size", "4"]
+    extra = ["--vq_model", "VQ-Tiny", "--codebook_size", "48", "--downsample_size", "4"]
     extra += ["--num_classes", str(NUM_CLASSES), "--no_progress"]
     command = ["bash", str(REPO / "test.sh"), str(run_dir), "0,1", "3", "2.0", *extra]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -297,7 +296,8 @@ def test_geneval_via_test_t2i_sh_then_resume(models, tmp_path, capsys):
 def tiny_clip_dir(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
-    from tests.test_rewards_support import tiny_clip, write_clip_tokenizer_files
+    from tests.helpers import tiny_clip
+    from tokenizer.clip_vocab import write_clip_tokenizer_files
 
     folder = write_clip_tokenizer_files(tmp_path_factory.mktemp("clip"))
     CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)

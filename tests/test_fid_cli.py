@@ -1,9 +1,9 @@
 """End to end: `fid_evaluation.py REF.npz SAMPLE.npz` on tiny npz files with a random-weight Inception.
 
 Both files carry stored statistics with diagonal covariances (guided-diffusion's evaluator reads stored
-statistics from either file): scipy's sqrtm of a dense 2048 x 2048 product takes minutes on two cores, of a
-diagonal one seconds, and the FID then has a closed form to check against. Computing the statistics from
-features instead is checked separately (no sqrtm needed for that).
+statistics from either file): scipy's sqrtm of a dense 2048 x 2048 product is slow on a CPU, of a diagonal one
+fast, and the FID then has a closed form to check against (timings in docs/evaluation_fid.md). Computing the
+statistics from features instead is checked separately (no sqrtm needed for that).
 """
 
 import json

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from evaluation.npz_io import NpzArrayReader, read_npz_statistics, write_sample_npz
+from evaluation.npz_io import NpzArrayReader, read_fid_reference, read_npz_statistics, write_sample_npz
 
 
 def _images(rng, n, size=8):
@@ -157,3 +157,18 @@ def test_truncated_array_data_is_reported(tmp_path):
         archive.writestr("arr_0.npy", payload[:-50])
     with pytest.raises(ValueError, match=r"truncated npz.*truncated.npz:arr_0 rows 3\+"):
         _read_all(truncated, batch_size=3)
+
+
+def test_fid_reference_needs_one_gaussian(tmp_path):
+    """The fid reward and fid_evaluation.py read reference statistics through the same checks."""
+    np.savez(tmp_path / "ref.npz", mu=np.zeros(4, dtype=np.float32), sigma=np.eye(4, dtype=np.float32))
+    reference = read_fid_reference(tmp_path / "ref.npz")
+    assert sorted(reference) == ["mu", "sigma"] and reference["sigma"].dtype == np.float64
+    np.savez(tmp_path / "other.npz", mean=np.zeros(3))
+    with pytest.raises(ValueError, match=r"lacks \['mu', 'sigma'\] \(has \['mean'\]\)"):
+        read_fid_reference(tmp_path / "other.npz")
+    np.savez(tmp_path / "skewed.npz", mu=np.zeros(4), sigma=np.eye(3))
+    with pytest.raises(ValueError, match=r"skewed.npz: mu \(4,\) and sigma \(3, 3\) do not describe one Gaussian"):
+        read_npz_statistics(tmp_path / "skewed.npz")
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        read_fid_reference(tmp_path / "nothing.npz")

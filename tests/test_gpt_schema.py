@@ -72,3 +72,20 @@ def test_schema_sizes_match_registry():
             hp["head_dim"],
             hp["ffn_hidden_dim"],
         )
+
+
+def test_every_model_arg_is_read():
+    """A ``ModelArgs`` field that no model code reads is a dead option: setting it would silently do nothing."""
+    import ast
+    from dataclasses import fields
+
+    from autoregressive.models.gpt import ModelArgs
+
+    package = Path(__file__).resolve().parents[1] / "autoregressive"
+    read = {
+        node.attr
+        for path in package.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)
+    }
+    assert sorted(f.name for f in fields(ModelArgs) if f.name not in read) == []

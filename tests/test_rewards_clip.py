@@ -23,7 +23,8 @@ from reward_utils.hf_clip import ClipSimilarityReward, HFClipScorer, PickScoreRe
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.tensor_transforms import transform_from_hf_processor
-from tests.test_rewards_support import clip_tokenizer, detailed_images, smooth_images, tiny_clip
+from tests.helpers import detailed_images, smooth_images, tiny_clip
+from tokenizer.clip_vocab import clip_tokenizer
 
 
 @pytest.fixture(scope="module")

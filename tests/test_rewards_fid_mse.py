@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from evaluation.inception import load_inception, save_random_inception_weights
+from evaluation.npz_io import read_fid_reference
 from reward_utils.base import RewardError
-from reward_utils.fid import GroupFIDReward, group_fid, load_reference_stats
+from reward_utils.fid import GroupFIDReward, group_fid
 from reward_utils.mse import MSEReward
 from reward_utils.scaling import FID_EDGES, FID_LEVELS, step_map
-from tests.test_rewards_support import smooth_images
+from tests.helpers import smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_group_fid_reward(inception, tmp_path):
         mu=features_a.double().mean(0).numpy(),
         sigma=np.cov(features_a.double().numpy(), rowvar=False),
     )
-    reference = load_reference_stats(str(reference_path))
+    reference = read_fid_reference(str(reference_path))
 
     fid_b = group_fid(features_b, reference)
     assert fid_b > 2.0, "noise should be far from the reference group"
@@ -73,9 +74,9 @@ def test_group_fid_reward_errors(inception, tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, mean=np.zeros(3))
     with pytest.raises(ValueError, match=r"lacks \['mu', 'sigma'\]"):
-        load_reference_stats(str(bad))
+        read_fid_reference(str(bad))
     with pytest.raises(FileNotFoundError, match="nothing.npz"):
-        load_reference_stats(str(tmp_path / "nothing.npz"))
+        read_fid_reference(str(tmp_path / "nothing.npz"))
 
 
 def test_mse_reward_with_tensor_and_file_references(tmp_path):

@@ -22,7 +22,7 @@ from reward_utils.base import RewardError
 from reward_utils.hps import HPSReward, load_hps
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
-from tests.test_rewards_support import smooth_images
+from tests.helpers import smooth_images
 
 TINY_ARCH = "hps-test-tiny"
 TINY_CONFIG = {

@@ -22,7 +22,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from reward_utils.base import RewardError
 from reward_utils.image_reward import ImageRewardReward
-from tests.test_rewards_support import smooth_images
+from tests.helpers import smooth_images
 
 pytestmark = pytest.mark.slow
 

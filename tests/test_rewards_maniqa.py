@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from reward_utils.maniqa import ManiqaReward, load_maniqa
-from tests.test_rewards_support import smooth_images
+from tests.helpers import smooth_images
 
 
 def _no_pretrained_timm():

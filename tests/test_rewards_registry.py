@@ -14,7 +14,8 @@ import torch
 
 import img_gen_grpo_rewards as rewards
 from reward_utils.base import RewardError, RewardFunction
-from tests.test_rewards_support import clip_tokenizer, smooth_images, tiny_clip
+from tests.helpers import smooth_images, tiny_clip
+from tokenizer.clip_vocab import clip_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -20,7 +20,7 @@ from reward_utils.base import RewardError
 from reward_utils.remote import RetryPolicy
 from reward_utils.reward_server import DeQAReward, GenEvalReward, RewardServerClient
 from reward_utils.safe_pickle import UnsafePickleError, safe_loads
-from tests.test_rewards_support import ScriptedServer, dead_url, decode_jpeg_means, flat_images
+from tests.helpers import ScriptedServer, dead_url, decode_jpeg_means, flat_images
 
 FAST = RetryPolicy(attempts=3, backoff=0.05)
 LEVELS = [0.1, 0.3, 0.5, 0.7, 0.9]

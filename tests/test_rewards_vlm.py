@@ -20,7 +20,7 @@ from reward_utils.chat_client import ChatClient
 from reward_utils.remote import RetryPolicy
 from reward_utils.vlm_answers import AnswerError, parse_final_score, parse_json_score
 from reward_utils.vlm_judge import LocalQwenJudge, ServerJudge, VLMJudgeReward
-from tests.test_rewards_support import ScriptedServer, dead_url, flat_images, smooth_images
+from tests.helpers import ScriptedServer, dead_url, flat_images, smooth_images
 
 # ----------------------------------------------------------------------------------------------- parsing
 

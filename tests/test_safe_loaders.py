@@ -64,7 +64,7 @@ def test_maniqa_checkpoint_of_another_network_is_named(tmp_path):
 
     path = tmp_path / "other.pth"
     torch.save({"params": {"head.weight": torch.zeros(1)}}, path)
-    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="missing key") as info:
+    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="Missing key") as info:
         load_maniqa("maniqa", "cpu", checkpoint=str(path), crops=1)
     _refused(info, path)
 
@@ -140,7 +140,7 @@ def test_text_encoder_folder_with_a_pickled_bin(tmp_path, marker):
 
 def test_clip_folder_with_a_pickled_bin(tmp_path, marker):
     from reward_utils.hf_clip import load_hf_clip
-    from tests.test_rewards_support import tiny_clip
+    from tests.helpers import tiny_clip
 
     folder = tmp_path / "clip"
     tiny_clip().save_pretrained(folder)

@@ -10,7 +10,6 @@ import train_t2i
 from autoregressive.models.gpt import build_gpt, load_gpt_weights
 from tests.grpo_fixtures import tiny_vq
 
-VQ_CONFIG = json.dumps(dict(encoder_ch_mult=[1, 2, 2], decoder_ch_mult=[1, 2, 2], z_channels=16, ch=16, norm_groups=4))
 COMMON = [
     "--gpt_model",
     "GPT-Tiny",
@@ -20,8 +19,8 @@ COMMON = [
     "16",
     "--downsample_size",
     "4",
-    "--vq_config",
-    VQ_CONFIG,
+    "--vq_model",
+    "VQ-Tiny",
     "--max_steps",
     "2",
     "--num_generations",

@@ -15,7 +15,7 @@ from tokenizer.vq_model import VQ_models, VQConfig, VQModel, load_vq
 SCHEMA = (
     Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "llamagen_state_dict_schema.json"
 )
-# The demo-sized tokenizer: same class, downsample factor 4, 256 x 8 codebook.
+# A small VQ-16-class tokenizer: downsample factor 4, 256 x 8 codebook.
 SMALL = dict(
     ch=32,
     encoder_ch_mult=[1, 1, 2],
@@ -217,10 +217,23 @@ def test_load_vq_round_trip_and_mismatch(small_vq, tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_vq(path, "VQ-16", **{**SMALL, "codebook_size": 512})
     message = str(info.value)
-    assert "quantize.embedding.weight: checkpoint [256, 8] vs model [512, 8]" in message
+    assert "size mismatch for quantize.embedding.weight: copying a param with shape torch.Size([256, 8])" in message
     assert "codebook 256 x 8" in message and str(path) in message
 
     with pytest.raises(CheckpointError, match="VQ-4"):  # 3 decoder levels in the file, 4 in VQ-8
         load_vq(path, "VQ-8", ch=32, z_channels=32, codebook_size=256)
     with pytest.raises(ValueError, match="VQ-16"):
         load_vq(path, "VQ-32")
+
+
+def test_vq_tiny_is_a_registered_size(tmp_path):
+    """``VQ-Tiny`` is built and loaded by name, like LlamaGen's sizes: 16 px images become 4x4 codes."""
+    torch.manual_seed(0)
+    model = VQ_models["VQ-Tiny"](codebook_size=48).eval()
+    assert model.config.downsample_factor == 4 and model.config.ch == 16
+    codes = model.encode_to_codes(torch.rand(2, 3, 16, 16) * 2 - 1)
+    assert codes.shape == (2, 16) and int(codes.max()) < 48
+    path = tmp_path / "vq_tiny.pt"
+    torch.save({"model": model.state_dict()}, path)
+    loaded = load_vq(path, "VQ-Tiny", codebook_size=48)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())

@@ -19,7 +19,7 @@ from autoregressive.checkpoint import load_state_dict_strict, read_state_dict
 from tokenizer.quantizer import QuantizerLosses, VectorQuantizer
 from tokenizer.vq_layers import Decoder, Encoder
 
-__all__ = ["VQConfig", "ModelArgs", "VQModel", "VQ_8", "VQ_16", "VQ_models", "load_vq"]
+__all__ = ["VQConfig", "ModelArgs", "VQModel", "VQ_8", "VQ_16", "VQ_Tiny", "VQ_TINY", "VQ_models", "load_vq"]
 
 
 @dataclass
@@ -167,7 +167,16 @@ def VQ_16(**kwargs) -> VQModel:  # noqa: N802 (LlamaGen's public name)
     )
 
 
-VQ_models = {"VQ-8": VQ_8, "VQ-16": VQ_16}
+VQ_TINY = {"encoder_ch_mult": [1, 2, 2], "decoder_ch_mult": [1, 2, 2], "z_channels": 16, "ch": 16, "norm_groups": 4}
+"""``VQ-Tiny``'s architecture (downsample 4, base width 16); the codebook size stays a separate choice."""
+
+
+def VQ_Tiny(**kwargs) -> VQModel:  # noqa: N802 (named like LlamaGen's sizes)
+    return VQModel(VQConfig(**{**VQ_TINY, **kwargs}))
+
+
+VQ_models = {"VQ-8": VQ_8, "VQ-16": VQ_16, "VQ-Tiny": VQ_Tiny}
+"""LlamaGen's names; ``VQ-Tiny`` is ours, for tests, benchmarks and the offline demo."""
 
 
 def _describe_file(state_dict: dict[str, torch.Tensor]) -> str:

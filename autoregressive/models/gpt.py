@@ -23,7 +23,11 @@ from autoregressive.checkpoint import load_state_dict_strict, read_state_dict
 
 @dataclass
 class ModelArgs:
-    """LlamaGen's ``ModelArgs`` (same names). Dropouts default to 0: RL needs a deterministic policy."""
+    """LlamaGen's ``ModelArgs`` (same names). Dropouts default to 0: RL needs a deterministic policy.
+
+    LlamaGen's ``class_dropout_prob``, ``max_batch_size`` and ``max_seq_len`` are left out: nothing here reads
+    them (condition dropout is a pretraining choice, and the KV cache is sized per call).
+    """
 
     dim: int = 4096
     n_layer: int = 32
@@ -41,13 +45,10 @@ class ModelArgs:
     drop_path_rate: float = 0.0
     num_classes: int = 1000
     caption_dim: int = 2048
-    class_dropout_prob: float = 0.1
     model_type: str = "c2i"
     vocab_size: int = 16384
     cls_token_num: int = 1
     block_size: int = 256
-    max_batch_size: int = 32
-    max_seq_len: int = 2048
 
     def __post_init__(self) -> None:
         if self.n_kv_head is None:
