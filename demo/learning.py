@@ -27,8 +27,8 @@ import torch
 
 from autoregressive.models.generate import generate
 from demo.evaluator import paired_gain
-from demo.pretrain import DemoModels
-from demo.run import DemoSettings, cache_folder, pretrain
+from demo.pretrain import DemoModels, cache_folder, pretrain
+from demo.settings import DemoSettings
 from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
 from grpo.cli import build_trainer
 from grpo_trainer import GRPOTrainer
