@@ -61,7 +61,7 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_c2i_and_t2i_share_one_tokenizer_trained_on_scenes(tmp_path):
-    """Trained on one object per image, the c2i VQ lost two or three of the five colours (docs/demo.md)."""
+    """Trained on one object per image, the c2i VQ lost colours (docs/demo.md): both tasks share the scenes' VQ."""
     models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=16, caption_dim=32)
     paths, infos = {}, {}
     for task in ("c2i", "t2i"):
