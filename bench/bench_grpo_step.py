@@ -87,7 +87,7 @@ def build_trainer(setup: str, samples: int, flags: dict, out: str) -> GRPOTraine
         args = ModelArgs(dim=256, n_layer=4, n_head=4, vocab_size=1024, block_size=64, num_classes=10)
         options = dict(beta=0.1, gen_cfg_cfg_scale=2.0)
         encode = lambda v: (torch.tensor(v), None)  # noqa: E731
-    else:  # the demo's GPT-Small t2i and its GRPO settings (demo/run.py): CFG 3, beta 0, guided log-probs
+    else:  # the demo's GPT-Small t2i and its GRPO settings (demo/settings.py): CFG 3, beta 0, guided log-probs
         args = ModelArgs(
             dim=128, n_layer=4, n_head=4, vocab_size=512, block_size=64, model_type="t2i", caption_dim=64,
             cls_token_num=16,

@@ -5,7 +5,7 @@
 Workload: one forward + backward of the demo's GPT-Small on 48 caption-conditioned sequences (what a demo GRPO
 step does most). Each setting (1 or 2 threads; the machine idle, or one busy competitor process per spare core)
 is timed ``--repeats`` times, interleaved, and the median reported with its ratio to 2 threads on an idle
-machine. Printed as JSON. The demo picks its thread count from the idle cores at start (``demo.run.idle_cores``).
+machine. Printed as JSON. The demo picks its thread count from the idle cores at start (``demo.threads.idle_cores``).
 """
 
 from __future__ import annotations

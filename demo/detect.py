@@ -28,14 +28,14 @@ from scipy import ndimage
 from demo.world import COLOUR_NAMES, COLOURS
 
 DENOISE_SIGMA = 0.6
-"""Pixels; averages out pixel noise, costs little sharpness (shapes are still told apart at blur 1.2 px)."""
+"""Pixels; averages out pixel noise at little cost in sharpness (the robustness table: docs/demo_world.md)."""
 HUE_TOLERANCE = 35.0
 """Degrees; palette hues are >= 60 degrees apart, so an accepted pixel has exactly one nearest colour."""
 LOOSE_CHROMA = 0.1
 """Chroma (max - min channel, in [0, 1]) a pixel needs to be considered at all; white background ~0."""
 MIN_PEAK_CHROMA = 0.2
 """A blob whose most colourful pixel is below this (about a quarter of the palette's chroma) is background;
-objects washed out to 40 % of their chroma are still found."""
+washed-out objects are still found (docs/demo_world.md)."""
 CHROMA_FRACTION = 0.5
 MIN_AREA_FRACTION = 6 / 1024
 """Components below this fraction of the image (6 px on 32 x 32; the smallest object has 32 px) are noise."""
@@ -45,15 +45,15 @@ MAX_EXTENT_FRACTION = 0.75
 not an object."""
 MAX_SKEW_X = 0.35
 ASPECT_RANGE = (0.7, 1.3)
-"""sqrt(Var x / Var y): 1 for squares and circles, 0.87 for the triangles drawn."""
+"""sqrt(Var x / Var y): 1 for squares and circles, sqrt(3) / 2 for a triangle as wide as tall."""
 COMPACTNESS_RANGE = (0.78, 1.15)
-"""area / (12 sqrt(Var x Var y)): 1 for a square, 1.05 for a disc, 0.87 for the triangle; lower for rings,
-fragments and merged objects."""
+"""area / (12 sqrt(Var x Var y)): 1 for a square, pi / 3 for a disc, sqrt(3) / 2 for a triangle; lower for
+rings, fragments and merged objects."""
 TRIANGLE_MAX_SKEW_Y = -0.2
-"""A triangle's vertical skewness is -0.57 drawn, about -0.4 blurred; squares and circles stay within
-+-0.15 even with noise."""
+"""A triangle's vertical skewness is clearly negative (its mass sits low), blurred or not; squares and circles
+are symmetric, near 0 (the values measured on drawn and blurred shapes: docs/demo_world.md)."""
 SQUARE_MIN_CROSS_MOMENT = 0.77
-"""E[x^2 y^2] / (E[x^2] E[y^2]): 1 for squares (0.85 blurred), 0.62-0.69 for the discs drawn."""
+"""E[x^2 y^2] / (E[x^2] E[y^2]): 1 for a square, 2 / 3 for a disc; blurring pulls squares down (docs/demo_world.md)."""
 CROSS_MOMENT_RANGE = (0.45, 1.15)
 
 

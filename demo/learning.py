@@ -11,6 +11,7 @@ The null control trains on *shuffled* rewards (each sample gets the reward of an
 which keeps the reward's distribution but cuts its link to the image and the prompt.
 
     python -m demo.learning --out outputs/learning      # both tasks, cfg vs cond, three seeds, the control
+    python -m demo.learning --tasks c2i --guidance cfg --control false
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from transformers import HfArgumentParser
 
 from autoregressive.models.generate import generate
 from demo.evaluator import paired_gain
-from demo.pretrain import DemoModels
-from demo.run import DemoSettings, cache_folder, pretrain
+from demo.grpo_run import BaseModels, data_arguments, model_arguments, trainer_argv
+from demo.pretrain import DemoModels, cache_folder, pretrain
+from demo.settings import DemoSettings
 from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
+from grpo.config import GRPOConfig
 from grpo_trainer import GRPOTrainer
+from img_gen_grpo_rewards import RewardArguments
 
 
 @dataclass
@@ -69,47 +74,34 @@ def flags(
     """``train_<task>.py`` flags for a colour-reward run from the pretrained ``base`` (paths: vq, gpt, text);
     the trainer writes to ``out/grpo``, the t2i prompt file goes beside it."""
     models = models or DemoModels()
-    vq_extra = {k: v for k, v in models.vq.items() if k not in ("codebook_size", "codebook_embed_dim")}
-    argv = [
-        "--gpt_model", models.gpt_model,
-        "--gpt_ckpt", str(base["gpt"]),
-        "--vq_ckpt", str(base["vq"]),
-        "--vq_config", json.dumps(vq_extra),
-        "--codebook_size", str(models.vq["codebook_size"]),
-        "--codebook_embed_dim", str(models.vq["codebook_embed_dim"]),
-        "--image_size", str(models.image_size),
-        "--downsample_size", str(models.downsample),
-        "--gpt_config", json.dumps(models.gpt_overrides),
-        "--num_generations", str(settings.num_generations),
-        "--per_device_train_batch_size", str(settings.num_generations * settings.prompts_per_step),
-        "--gen_cfg_cfg_scale", str(settings.cfg_scale),
-        "--max_steps", str(settings.steps),
-        "--learning_rate", str(settings.learning_rate),
-        "--warmup_steps", str(settings.warmup_steps),
-        "--beta", "0",
-        "--reward_funcs", "shapes_colour",
-        "--reward_weights", "1.0",
-        "--seed", str(seed),
-        "--output_dir", str(out / "grpo"),
-        "--save_steps", "0",
-        "--image_log_steps", "0",
-        "--report_to", "none",
-    ]  # fmt: skip
-    if settings.logp_guidance is not None:
-        argv += ["--logp_guidance", settings.logp_guidance]
+    pretrained = BaseModels(vq=base["vq"], gpt=base["gpt"], text_encoder=base["text"])
+    prompt_file = None
     if task == "t2i":
         out.mkdir(parents=True, exist_ok=True)
         prompt_file = out / "colour_prompts.txt"
         prompt_file.write_text("\n".join(CAPTIONS) + "\n")
-        argv += [
-            "--cls_token_num", str(models.caption_tokens),
-            "--caption_dim", str(models.caption_dim),
-            "--text_encoder", str(base["text"]),
-            "--dataset_name", str(prompt_file),
-        ]  # fmt: skip
-    else:
-        argv += ["--cls_token_num", "1", "--num_classes", str(NUM_CLASSES)]
-    return argv
+    guidance = {} if settings.logp_guidance is None else {"logp_guidance": settings.logp_guidance}
+    config = GRPOConfig(
+        output_dir=str(out / "grpo"),
+        seed=seed,
+        max_steps=settings.steps,
+        num_generations=settings.num_generations,
+        per_device_train_batch_size=settings.num_generations * settings.prompts_per_step,
+        gen_cfg_cfg_scale=settings.cfg_scale,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        beta=0.0,
+        save_steps=0,
+        image_log_steps=0,
+        report_to="none",
+        **guidance,
+    )
+    return trainer_argv(
+        model_arguments(task, models, pretrained),
+        data_arguments(task, pretrained, prompt_file),
+        config,
+        RewardArguments(reward_funcs=["shapes_colour"], reward_weights=[1.0]),
+    )
 
 
 def make_trainer(task: str, argv: list[str]) -> GRPOTrainer:
@@ -258,17 +250,30 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _list(default: list, help: str, choices: tuple | None = None):
+    metadata = {"help": help} | ({"choices": choices} if choices else {})
+    return field(default_factory=lambda: list(default), metadata=metadata)
+
+
+@dataclass
+class LearningCommand:
+    """The flags of ``python -m demo.learning``."""
+
+    tasks: list[str] = _list(["t2i", "c2i"], "tasks to check", ("t2i", "c2i"))
+    guidance: list[str] = _list(["cfg", "cond"], "log-prob distributions to compare", ("cfg", "cond"))
+    seeds: list[int] = _list([0, 1, 2], "GRPO seeds per task and distribution")
+    control: bool = field(default=True, metadata={"help": "also run the shuffled-rewards control"})
+    control_seeds: list[int] = _list([0], "seeds of the shuffled-rewards control")
+    steps: int = field(default=LearningSettings.steps, metadata={"help": "GRPO steps per run"})
+    learning_rate: float = field(default=LearningSettings.learning_rate, metadata={"help": "GRPO learning rate"})
+    out: Path = field(default=Path("outputs/learning"), metadata={"help": "results, table and curves"})
+    demo_out: Path = field(default=Path("outputs/demo"), metadata={"help": "where the demo caches its bases"})
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["t2i", "c2i"], choices=["t2i", "c2i"])
-    parser.add_argument("--guidance", nargs="+", default=["cfg", "cond"], choices=["cfg", "cond"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--control_seeds", nargs="*", type=int, default=[0])
-    parser.add_argument("--steps", type=int, default=LearningSettings.steps)
-    parser.add_argument("--learning_rate", type=float, default=LearningSettings.learning_rate)
-    parser.add_argument("--out", type=Path, default=Path("outputs/learning"))
-    parser.add_argument("--demo_out", type=Path, default=Path("outputs/demo"), help="where the demo caches its bases")
-    args = parser.parse_args(argv)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = HfArgumentParser(LearningCommand, description=__doc__, formatter_class=formatter)
+    (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
     models, results = DemoModels(), []
     for task in args.tasks:
         demo = DemoSettings(task=task)
@@ -276,7 +281,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         vq, gpt, _ = pretrain(demo, models, cache)
         base = {"vq": vq, "gpt": gpt, "text": cache / "text_encoder"}
         runs = [(g, s, False) for g in args.guidance for s in args.seeds] + [
-            ("cfg", s, True) for s in args.control_seeds
+            ("cfg", s, True) for s in (args.control_seeds if args.control else [])
         ]
         for guidance, seed, control in runs:
             settings = LearningSettings(steps=args.steps, learning_rate=args.learning_rate, logp_guidance=guidance)

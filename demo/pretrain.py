@@ -3,11 +3,14 @@
 The point is a *pretrained but imperfect* generator for GRPO to improve, made offline in a few minutes:
 the same ``VQModel`` and ``GPT`` classes that load LlamaGen checkpoints, at a small size, trained briefly.
 Checkpoints are written in LlamaGen's ``{"model": state_dict}`` layout, so the real training script loads
-them exactly as it loads released weights.
+them exactly as it loads released weights. ``pretrain`` trains the pair once per setting and keeps it under the
+demo's cache folder, so a second run goes straight to GRPO.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,8 +23,10 @@ from tqdm.auto import tqdm
 from autoregressive.checkpoint import save_checkpoint_atomic
 from autoregressive.models.gpt import GPT, build_gpt
 from autoregressive.text_encoder import T5TextEncoder
+from demo.dataset import build_c2i, build_t2i
+from demo.settings import DemoSettings
 from demo.text_encoder import write_text_encoder
-from tokenizer.vq_model import VQ_TINY, VQConfig, VQModel
+from tokenizer.vq_model import VQ_TINY, VQConfig, VQModel, load_vq
 
 
 @dataclass
@@ -182,5 +187,62 @@ def save_model(module: torch.nn.Module, path: Path, extra: dict | None = None) -
     return save_checkpoint_atomic({"model": module.state_dict(), **(extra or {})}, path)
 
 
-def describe(models: DemoModels) -> dict:
-    return asdict(models)
+# ------------------------------------------------------------------------------------- the cached pair
+_PRETRAINING = ("seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps")
+
+
+def cache_key(settings: DemoSettings, models: DemoModels, *, with_task: bool = True) -> str:
+    """A short hash of everything pretraining depends on: equal keys share pretrained models."""
+    names = _PRETRAINING + (("task",) if with_task else ())
+    relevant = {k: v for k, v in asdict(settings).items() if k in names}
+    text = json.dumps({"settings": relevant, "models": asdict(models), "version": 5}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def cache_folder(out: Path, settings: DemoSettings, models: DemoModels) -> Path:
+    """Where the pretrained models of these settings are kept under the demo's output root."""
+    return out / "cache" / cache_key(settings, models)
+
+
+def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[Path, Path, dict]:
+    """Train (or reuse) the VQ and the GPT; returns their checkpoint paths and timings.
+
+    The GPT is kept in ``cache``; the VQ beside it, keyed without the task, so both tasks share one tokenizer.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    vq_path = cache.parent / f"vq-{cache_key(settings, models, with_task=False)}" / "vq.pt"
+    vq_path.parent.mkdir(exist_ok=True)
+    gpt_path = cache / f"gpt_{settings.task}.pt"
+    info: dict = {"cached": vq_path.is_file() and gpt_path.is_file()}
+    if info["cached"]:
+        return vq_path, gpt_path, info
+
+    def scenes():
+        return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
+
+    if settings.task == "t2i":
+        data = scenes()
+    else:
+        data = build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
+    images = data.tensors()
+    if vq_path.is_file():
+        vq = load_vq(vq_path, "VQ-16", **models.vq)
+    else:
+        # One tokenizer for both tasks, trained on the multi-object scenes (LlamaGen's VQ serves c2i and t2i):
+        # trained on one object per image, the VQ lost colours (docs/demo.md).
+        vq_images = images if settings.task == "t2i" else scenes().tensors()
+        vq, vq_info = train_vq(vq_images, models, settings.vq_steps, settings.seed)
+        info.update(vq_info)
+        save_model(vq, vq_path)
+    tokens = tokenize(vq, images)
+    gpt = build_demo_gpt(models, settings.task, settings.seed)
+    if settings.task == "t2i":
+        unique = sorted(set(data.captions))
+        feats, masks = text_encoder(models, cache / "text_encoder").encode(unique)
+        index = torch.tensor([unique.index(c) for c in data.captions])
+        info.update(train_gpt(gpt, tokens, feats[index], masks[index], settings.gpt_steps, settings.seed))
+    else:
+        labels = torch.from_numpy(data.class_ids)
+        info.update(train_gpt(gpt, tokens, labels, None, settings.gpt_steps, settings.seed))
+    save_model(gpt, gpt_path)
+    return vq_path, gpt_path, info

@@ -18,7 +18,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from demo.run import DemoSettings, run
+from demo.run import run
+from demo.settings import DemoSettings
 
 MIN_Z = 3.0
 DEMO_THREADS = 2

@@ -10,11 +10,18 @@ from collections import Counter
 import pytest
 import torch
 
+import train_c2i
+import train_t2i
 from dataset.prompts import load_prompts
+from demo import grpo_run, heldout
 from demo.evaluator import paired_gain
-from demo.pretrain import DemoModels
-from demo.run import DemoSettings, cache_folder, grpo_prompt_file, main, pretrain, run
+from demo.pretrain import DemoModels, build_demo_gpt, cache_folder, pretrain
+from demo.run import main, parse_args, run
+from demo.settings import DemoSettings
 from demo.world import TAGS, parse_caption, prompt_pool
+from grpo.config import grpo_config_from_args
+from img_gen_grpo_rewards import RewardArguments
+from tokenizer.vq_model import VQConfig, VQModel
 
 
 @pytest.mark.slow
@@ -54,7 +61,7 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_c2i_and_t2i_share_one_tokenizer_trained_on_scenes(tmp_path):
-    """Trained on one object per image, the c2i VQ lost two or three of the five colours (docs/demo.md)."""
+    """Trained on one object per image, the c2i VQ lost colours (docs/demo.md): both tasks share the scenes' VQ."""
     models = DemoModels(gpt_model="GPT-Tiny", caption_tokens=16, caption_dim=32)
     paths, infos = {}, {}
     for task in ("c2i", "t2i"):
@@ -86,14 +93,23 @@ def test_paired_gain_matches_hand_computation():
         paired_gain([1], [0])
 
 
-def test_reward_presets_reach_the_trainer_flags(tmp_path):
-    from demo.run import grpo_flags
+def _trainer_args(settings: DemoSettings, folder, rewards: RewardArguments | None = None):
+    """The demo's GRPO run as the training script's own parser reads it."""
+    base = grpo_run.BaseModels(vq=folder / "vq.pt", gpt=folder / "gpt.pt", text_encoder=folder / "t5")
+    prompt_file = grpo_run.grpo_prompt_file(settings, folder) if settings.task == "t2i" else None
+    argv = grpo_run.trainer_argv(
+        grpo_run.model_arguments(settings.task, DemoModels(), base),
+        grpo_run.data_arguments(settings.task, base, prompt_file),
+        grpo_run.grpo_config(settings, folder / "grpo"),
+        rewards or grpo_run.reward_arguments(settings.reward),
+    )
+    return (train_t2i if settings.task == "t2i" else train_c2i).parse_args(argv)
 
+
+def test_reward_presets_reach_the_trainer_flags(tmp_path):
     def rewards(settings):
-        flags = grpo_flags(settings, DemoModels(), tmp_path / "vq.pt", tmp_path / "gpt.pt", tmp_path, tmp_path / "t5")
-        funcs = flags[flags.index("--reward_funcs") + 1 : flags.index("--reward_weights")]
-        weights = flags[flags.index("--reward_weights") + 1 : flags.index("--reward_weights") + 1 + len(funcs)]
-        return dict(zip(funcs, map(float, weights)))
+        args = _trainer_args(settings, tmp_path)
+        return dict(zip(args.reward_funcs, args.reward_weights, strict=True))
 
     assert rewards(DemoSettings()) == {"shapes_clean": 1.0, "shapes_exact": 0.5}
     assert rewards(DemoSettings(reward="geneval_rules")) == {"shapes": 1.0, "shapes_strict": 0.5}
@@ -104,7 +120,44 @@ def test_reward_presets_reach_the_trainer_flags(tmp_path):
         main(["--logp_guidance", "full", "--out", str(tmp_path / "never")])
     with pytest.raises(SystemExit, match="--threads must be >= 0"):
         main(["--threads", "-1", "--out", str(tmp_path / "never")])
+    with pytest.raises(SystemExit, match="--no_such_flag"):
+        main(["--no_such_flag", "1", "--out", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
+
+
+def test_every_demo_flag_parses_into_the_settings(tmp_path):
+    argv = ["--task", "t2i", "--seed", "3", "--learning_rate", "1e-4", "--reward", "geneval_rules"]
+    settings, command = parse_args([*argv, "--logp_guidance", "cond", "--out", str(tmp_path), "--threads", "2"])
+    expected = DemoSettings(task="t2i", seed=3, learning_rate=1e-4, reward="geneval_rules", logp_guidance="cond")
+    assert settings == expected
+    assert (command.out, command.threads) == (str(tmp_path), 2)
+    assert parse_args([])[0] == DemoSettings()
+
+
+@pytest.mark.parametrize("task", ["c2i", "t2i"])
+def test_the_trainer_gets_the_demo_settings_unchanged(task, tmp_path):
+    """The settings objects survive the trip through the training script's command line, field by field."""
+    settings = DemoSettings(task=task, seed=5, learning_rate=1e-4, beta=0.02, logp_guidance="cond", temperature=0.7)
+    rewards = RewardArguments(reward_funcs=["shapes"], reward_weights=[2.0], geneval_only_strict=True, fid_groups=3)
+    args = _trainer_args(settings, tmp_path, rewards)
+    assert grpo_config_from_args(args) == grpo_run.grpo_config(settings, tmp_path / "grpo")
+    assert (args.reward_funcs, args.reward_weights) == (["shapes"], [2.0])
+    assert args.geneval_only_strict is True and args.fid_groups == 3
+    base = grpo_run.BaseModels(vq=tmp_path / "vq.pt", gpt=tmp_path / "gpt.pt", text_encoder=tmp_path / "t5")
+    model = grpo_run.model_arguments(task, DemoModels(), base)
+    assert {name: getattr(args, name) for name in model} == model
+
+
+def test_held_out_samples_depend_on_their_index_alone():
+    """Before and after GRPO pair sample by sample: sample i's seed must not depend on the batch around it."""
+    models = DemoModels(gpt_model="GPT-Tiny")
+    settings = DemoSettings(task="c2i")
+    prompts = [3, 3, 3, 7]
+    gpt, vq = build_demo_gpt(models, "c2i", 0), VQModel(VQConfig(**models.vq)).eval()
+    every = heldout.sample(gpt, vq, models.grid, settings, prompts)
+    assert every.shape == (4, models.image_size, models.image_size, 3) and every.dtype == "uint8"
+    assert (heldout.sample(gpt, vq, models.grid, settings, prompts[:2]) == every[:2]).all()
+    assert not (every[0] == every[1]).all()  # one prompt, two indices: two different samples
 
 
 def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
@@ -112,7 +165,7 @@ def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
 
     The trainer draws prompts uniformly from the file's lines; repeats are what keep the small pools in.
     """
-    path = grpo_prompt_file(DemoSettings(task="t2i", seed=3), tmp_path)
+    path = grpo_run.grpo_prompt_file(DemoSettings(task="t2i", seed=3), tmp_path)
     captions = [r.text for r in load_prompts(path)]
     shares = Counter(parse_caption(c).tag for c in captions)
     assert set(shares) == set(TAGS) and max(shares.values()) - min(shares.values()) <= 1, shares
@@ -152,7 +205,8 @@ def test_hacking_vs_honest_picture_appears_once_both_runs_exist(tmp_path):
     from PIL import Image
     from torchvision.utils import save_image
 
-    from demo.run import hacking_vs_honest, run_folder
+    from demo.figures import hacking_vs_honest
+    from demo.settings import run_folder
 
     settings = DemoSettings(task="c2i", seed=4)
     assert hacking_vs_honest(tmp_path, settings) is None  # nothing to compare yet
@@ -189,7 +243,7 @@ def test_idle_cores_leaves_out_a_core_another_process_keeps_busy():
     import multiprocessing
     import os
 
-    from demo.run import idle_cores
+    from demo.threads import idle_cores
 
     cores = len(os.sched_getaffinity(0))
     if cores < 2:

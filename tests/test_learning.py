@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 
 from demo.learning import LearningSettings, learning_run
-from demo.pretrain import DemoModels
-from demo.run import DemoSettings, cache_folder, pretrain
+from demo.pretrain import DemoModels, cache_folder, pretrain
+from demo.settings import DemoSettings
 
 MIN_Z = 3.0
 SEEDS = (0, 1, 2)
