@@ -18,11 +18,11 @@ import torch
 
 import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
-from flag_parser import parse_flags, saved_run_config
 from grpo.config import GRPOConfig
 from grpo.prompt_sources import ClassPrompts, PromptSource
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
+from scripts.flags import parse_flags, saved_run_config
 
 Encoder = Callable[[list], tuple[torch.Tensor, torch.Tensor | None]]
 

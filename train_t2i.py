@@ -16,10 +16,10 @@ import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 import train_c2i
 from autoregressive.build import ModelArguments, build_text_encoder
 from dataset.prompt_files import MAX_FILE_BYTES, MAX_PROMPT_CHARS
-from flag_parser import parse_flags
 from grpo.config import GRPOConfig
 from grpo.prompt_sources import ListPrompts, TrainingPrompt
 from img_gen_grpo_rewards import RewardArguments
+from scripts.flags import parse_flags
 
 
 @dataclass

@@ -1,21 +1,23 @@
 """GRPO on the demo's pretrained models through the training scripts' own wiring (``train_c2i``/``train_t2i``).
 
-The run is described by the training scripts' config objects: ``GRPOConfig``, ``RewardArguments``, and the model
-and data settings under the names of the scripts' flags. ``trainer_argv`` is the one place that turns them into
-command-line flags, for the scripts' ``main``.
+The run is described by the training scripts' config objects (``ModelArguments``, the script's
+``DataArguments``, ``GRPOConfig``, ``RewardArguments``) and handed to the script's ``build_trainer``: the same
+function ``python train_c2i.py`` runs after parsing its flags.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoregressive.build import ModelArguments
 from demo.pretrain import DemoModels
 from demo.settings import REWARDS, DemoSettings
 from demo.world import NUM_CLASSES, sample_prompts
 from grpo.config import GRPOConfig
+from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 
 IMAGE_LOG_STEPS = 20
@@ -31,8 +33,16 @@ class BaseModels:
     text_encoder: Path
 
 
-def model_arguments(task: str, models: DemoModels, base: BaseModels) -> dict[str, Any]:
-    """The model settings of ``train_<task>.py``, by flag name: the demo's small VQ and GPT, loaded strictly."""
+def _script(task: str) -> Any:
+    if task == "t2i":
+        import train_t2i as script
+    else:
+        import train_c2i as script
+    return script
+
+
+def model_arguments(task: str, models: DemoModels, base: BaseModels) -> ModelArguments:
+    """The model settings of ``train_<task>.py``: the demo's small VQ and GPT, loaded strictly."""
     arguments: dict[str, Any] = {
         "gpt_model": models.gpt_model,
         "gpt_type": task,
@@ -46,15 +56,20 @@ def model_arguments(task: str, models: DemoModels, base: BaseModels) -> dict[str
         "gpt_config": json.dumps(models.gpt_overrides),
     }
     if task == "t2i":
-        return arguments | {"cls_token_num": models.caption_tokens, "caption_dim": models.caption_dim}
-    return arguments | {"cls_token_num": 1, "num_classes": NUM_CLASSES}
+        arguments |= {
+            "cls_token_num": models.caption_tokens,
+            "caption_dim": models.caption_dim,
+            "text_encoder": str(base.text_encoder.resolve()),
+        }
+    else:
+        arguments |= {"cls_token_num": 1, "num_classes": NUM_CLASSES}
+    return ModelArguments(**arguments)
 
 
-def data_arguments(task: str, base: BaseModels, prompt_file: Path | None) -> dict[str, Any]:
-    """The prompt settings of ``train_<task>.py``, by flag name (c2i draws class ids itself)."""
-    if task == "c2i":
-        return {}
-    return {"text_encoder": str(base.text_encoder.resolve()), "dataset_name": str(prompt_file)}
+def data_arguments(task: str, prompt_file: Path | None) -> Any:
+    """The prompt settings of ``train_<task>.py`` (c2i draws class ids itself)."""
+    script = _script(task)
+    return script.DataArguments() if task == "c2i" else script.DataArguments(dataset_name=str(prompt_file))
 
 
 def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
@@ -98,34 +113,13 @@ def reward_arguments(preset: str) -> RewardArguments:
     return RewardArguments(reward_funcs=list(rewards), reward_weights=list(rewards.values()))
 
 
-def _changed(config: Any) -> dict[str, Any]:
-    """The fields of a dataclass that differ from its defaults: the flags that need to be given."""
-    defaults = type(config)()
-    values = {f.name: getattr(config, f.name) for f in fields(config)}
-    return {name: value for name, value in values.items() if value != getattr(defaults, name)}
+def build_trainer(
+    model: ModelArguments, data: Any, grpo: GRPOConfig, rewards: RewardArguments
+) -> GRPOTrainer:
+    """The trainer exactly as ``train_<task>.py`` builds it after parsing its flags."""
+    return _script(model.gpt_type).build_trainer(model, data, grpo, rewards)
 
 
-def trainer_argv(model: dict[str, Any], data: dict[str, Any], grpo: GRPOConfig, rewards: RewardArguments) -> list[str]:
-    """The command line of ``train_<task>.py`` for these settings (its GRPO flags take ``true``/``false``)."""
-    argv: list[str] = []
-    for name, value in {**model, **data, **_changed(grpo)}.items():
-        if value is None:
-            continue
-        argv += [f"--{name}", str(value).lower() if isinstance(value, bool) else str(value)]
-    for name, value in _changed(rewards).items():
-        if isinstance(value, bool):  # the reward flags are --name / --no-name
-            argv.append(f"--{name}" if value else f"--no-{name}")
-        elif isinstance(value, list):
-            argv += [f"--{name}", *map(str, value)]
-        elif value is not None:
-            argv += [f"--{name}", str(value)]
-    return argv
-
-
-def train(task: str, model: dict[str, Any], data: dict[str, Any], grpo: GRPOConfig, rewards: RewardArguments) -> None:
+def train(model: ModelArguments, data: Any, grpo: GRPOConfig, rewards: RewardArguments) -> None:
     """GRPO exactly as ``train_<task>.py`` runs it; a SIGTERM saves a checkpoint and exits with status 143."""
-    if task == "t2i":
-        import train_t2i as script
-    else:
-        import train_c2i as script
-    script.main(trainer_argv(model, data, grpo, rewards))
+    build_trainer(model, data, grpo, rewards).train()

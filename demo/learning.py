@@ -16,7 +16,6 @@ which keeps the reward's distribution but cuts its link to the image and the pro
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import defaultdict
@@ -25,17 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser
 
 from autoregressive.models.generate import generate
 from demo.evaluator import paired_gain
-from demo.grpo_run import BaseModels, data_arguments, model_arguments, trainer_argv
+from demo.grpo_run import BaseModels, build_trainer, data_arguments, model_arguments
 from demo.pretrain import DemoModels, cache_folder, pretrain
 from demo.settings import DemoSettings
 from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
 from grpo.config import GRPOConfig
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
+from scripts.flags import parse_flags
 
 
 @dataclass
@@ -63,16 +62,16 @@ def prompts_for(task: str) -> list[str | int]:
     return list(CAPTIONS) if task == "t2i" else list(range(NUM_CLASSES))
 
 
-def flags(
+def make_trainer(
     task: str,
     base: dict[str, Path],
     out: Path,
     seed: int,
     settings: LearningSettings,
     models: DemoModels | None = None,
-) -> list[str]:
-    """``train_<task>.py`` flags for a colour-reward run from the pretrained ``base`` (paths: vq, gpt, text);
-    the trainer writes to ``out/grpo``, the t2i prompt file goes beside it."""
+) -> GRPOTrainer:
+    """The trainer of a colour-reward run from the pretrained ``base`` (paths: vq, gpt, text), built by
+    ``train_<task>.py``'s own wiring; it writes to ``out/grpo``, the t2i prompt file goes beside it."""
     models = models or DemoModels()
     pretrained = BaseModels(vq=base["vq"], gpt=base["gpt"], text_encoder=base["text"])
     prompt_file = None
@@ -96,21 +95,12 @@ def flags(
         report_to="none",
         **guidance,
     )
-    return trainer_argv(
+    return build_trainer(
         model_arguments(task, models, pretrained),
-        data_arguments(task, pretrained, prompt_file),
+        data_arguments(task, prompt_file),
         config,
         RewardArguments(reward_funcs=["shapes_colour"], reward_weights=[1.0]),
     )
-
-
-def make_trainer(task: str, argv: list[str]) -> GRPOTrainer:
-    """The trainer exactly as ``train_<task>.py`` builds it from ``argv``."""
-    if task == "t2i":
-        import train_t2i as script
-    else:
-        import train_c2i as script
-    return script.build_trainer(*script.parse_args(argv))
 
 
 def shuffled(reward_fn: Callable, seed: int) -> Callable:
@@ -155,7 +145,7 @@ def learning_run(
     task: str, base: dict[str, Path], out: Path, seed: int, settings: LearningSettings, control: bool = False
 ) -> dict:
     """Evaluate, train on the colour reward (or its shuffled control), evaluate again; paired statistics."""
-    trainer = make_trainer(task, flags(task, base, out, seed, settings))
+    trainer = make_trainer(task, base, out, seed, settings)
     prompts = prompts_for(task)
     colours = [colour_of(p) for p in prompts for _ in range(settings.eval_seeds_per_prompt)]
     true_reward = trainer.reward_fn
@@ -271,9 +261,7 @@ class LearningCommand:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = HfArgumentParser(LearningCommand, description=__doc__, formatter_class=formatter)
-    (args,) = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    (args,) = parse_flags((LearningCommand,), argv, description=__doc__)
     models, results = DemoModels(), []
     for task in args.tasks:
         demo = DemoSettings(task=task)

@@ -11,7 +11,6 @@ with the exact shapes-world evaluator as reward. Everything a person wants to lo
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser
 
+from autoregressive.run_layout import FINAL_MODEL
 from demo import figures, grpo_run, heldout, report
 from demo.pretrain import DemoModels, cache_folder, pretrain, text_encoder
 from demo.settings import DemoSettings, run_folder
 from demo.threads import idle_cores
+from scripts.flags import parse_flags
 from tokenizer.vq_model import load_vq
 
 
@@ -71,16 +71,15 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
     prompt_file = grpo_run.grpo_prompt_file(settings, folder) if settings.task == "t2i" else None
     with _timed(phases, "grpo"):
         grpo_run.train(
-            settings.task,
             grpo_run.model_arguments(settings.task, models, base),
-            grpo_run.data_arguments(settings.task, base, prompt_file),
+            grpo_run.data_arguments(settings.task, prompt_file),
             grpo_run.grpo_config(settings, folder / "grpo"),
             grpo_run.reward_arguments(settings.reward),
         )
 
     print("[demo] 4/4 evaluating the GRPO model on the same prompts and seeds")
     with _timed(phases, "evaluate_after"):
-        after, images_after = heldout.evaluate(folder / "grpo" / "gpt_final.pt", vq, models, settings, prompts, encoder)
+        after, images_after = heldout.evaluate(folder / "grpo" / FINAL_MODEL, vq, models, settings, prompts, encoder)
 
     figures.sample_grid(images_before, folder / "samples_before.png")
     figures.sample_grid(images_after, folder / "samples_after.png")
@@ -98,18 +97,9 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
     return summary
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """This docstring as written, and every flag's default."""
-
-
 def parse_args(argv: list[str] | None = None) -> tuple[DemoSettings, DemoCommand]:
     """The run's settings and the command's own flags; a bad value stops here, before any work."""
-    parser = HfArgumentParser((DemoSettings, DemoCommand), description=__doc__, formatter_class=_HelpFormatter)
-    try:
-        settings, command = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
-    except ValueError as err:
-        raise SystemExit(str(err)) from None
-    return settings, command
+    return parse_flags((DemoSettings, DemoCommand), argv, description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> dict:

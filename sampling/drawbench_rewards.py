@@ -26,7 +26,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dataset.prompts import PromptRecord, load_drawbench
-from flag_parser import parse_flags
 from img_gen_grpo_rewards import URL_ENVS, RewardArguments, RewardOptions, build_reward
 from reward_utils.scaling import PICKSCORE_DIVISOR, SIMILARITY_SCALE, UNIFIED_REWARD_DIVISOR
 from sampling.common import (
@@ -44,6 +43,7 @@ from sampling.prompt_folders import (
     sample_path,
 )
 from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
+from scripts.flags import parse_flags
 
 DEFAULT_REWARDS = ("clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic")
 SERVER_REWARDS = {"deqa": "deqa_url", "unifiedreward": "unifiedreward_url"}

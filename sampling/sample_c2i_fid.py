@@ -20,7 +20,6 @@ import torch
 from tqdm.auto import tqdm
 
 from evaluation.npz_io import NpzArrayReader, write_sample_npz
-from flag_parser import parse_flags
 from sampling.common import (
     ProcessLayout,
     batches,
@@ -30,6 +29,7 @@ from sampling.common import (
 )
 from sampling.images import read_png, save_png
 from sampling.sampler import SamplerArguments, build_sampler, resolve_model_files
+from scripts.flags import parse_flags
 
 
 @dataclass(kw_only=True)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset.prompts import load_geneval_metadata
-from flag_parser import parse_flags
 from sampling.common import (
     ProcessLayout,
     check_run_record,
@@ -23,6 +22,7 @@ from sampling.common import (
 )
 from sampling.prompt_folders import lines_digest, make_prompt_images, prepare_prompt_folders
 from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
+from scripts.flags import parse_flags
 
 
 @dataclass(kw_only=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 import train_c2i
-from flag_parser import SECRET_SET, saved_run_config
+from scripts.flags import SECRET_SET, saved_run_config
 from tests.grpo_fixtures import tiny_vq
 from tests.test_train_cli import COMMON, _gpt_ckpt
 
