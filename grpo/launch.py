@@ -1,0 +1,33 @@
+"""The accelerator a training run uses, made so that every process of a launch takes part.
+
+Under ``torchrun`` or ``accelerate launch`` on a machine without CUDA, ``Accelerator()`` does not join the
+process group unless told to run on the CPU: every process then believes it is the only one, and N copies of
+the same job run side by side. ``make_accelerator`` asks for the CPU backend (gloo) in that case and checks
+that the accelerator sees as many processes as the launcher started.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate import Accelerator
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``; 1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
+    """An ``Accelerator`` over every launched process; raises when it would run the job once per process."""
+    world_size = launched_processes()
+    on_cpu = world_size > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=on_cpu or kwargs.pop("cpu", False), mixed_precision=mixed_precision, **kwargs)
+    if accelerator.num_processes != world_size:
+        raise RuntimeError(
+            f"the launcher started {world_size} processes (WORLD_SIZE) but accelerate joined "
+            f"{accelerator.num_processes}: each would train alone on the same prompts. Check the accelerate "
+            "config (`accelerate env`) and the launch command."
+        )
+    return accelerator
