@@ -12,6 +12,7 @@ import os
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 
 def launched_processes() -> int:
@@ -30,4 +31,20 @@ def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
             f"{accelerator.num_processes}: each would train alone on the same prompts. Check the accelerate "
             "config (`accelerate env`) and the launch command."
         )
+    _check_requested_sharding(accelerator)
     return accelerator
+
+
+def _check_requested_sharding(accelerator: Accelerator) -> None:
+    """accelerate ignores an FSDP or DeepSpeed config on a CPU launch (it shards only on GPU-class devices):
+    refuse instead of training unsharded while the config file says otherwise."""
+    for variable, name, kind in (
+        ("ACCELERATE_USE_FSDP", "FSDP", DistributedType.FSDP),
+        ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", DistributedType.DEEPSPEED),
+    ):
+        if os.environ.get(variable, "false").lower() in ("1", "true") and accelerator.distributed_type != kind:
+            raise RuntimeError(
+                f"the accelerate config asks for {name} ({variable}=true) but accelerate runs "
+                f"{accelerator.distributed_type.value}: accelerate applies {name} on GPUs only, so this launch "
+                "would train unsharded. Use a DDP config (scripts/accelerate/ddp.yaml) on this machine."
+            )

@@ -23,3 +23,20 @@ def test_torchrun_on_cpu_gives_distinct_ranks(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank="))
     assert lines == ["rank=0 of=2 main=True", "rank=1 of=2 main=False"]
+
+
+def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
+    """accelerate drops an FSDP config on a CPU launch; training unsharded while the config says FSDP is refused."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+        "CUDA_VISIBLE_DEVICES": "",
+        "ACCELERATE_USE_FSDP": "true",  # what `accelerate launch --config_file fsdp.yaml` exports
+    }
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe)]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode != 0
+    assert "asks for FSDP" in result.stderr and "train unsharded" in result.stderr
