@@ -36,15 +36,18 @@ def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
 
 
 def _check_requested_sharding(accelerator: Accelerator) -> None:
-    """accelerate ignores an FSDP or DeepSpeed config on a CPU launch (it shards only on GPU-class devices):
-    refuse instead of training unsharded while the config file says otherwise."""
+    """Refuse FSDP and DeepSpeed launches: the rollout samples from the unwrapped module, which under sharding
+    holds only this process's shard, and accelerate drops either config silently on a CPU launch. Refusing
+    is better than training a broken or unsharded model while the config file says otherwise."""
     for variable, name, kind in (
         ("ACCELERATE_USE_FSDP", "FSDP", DistributedType.FSDP),
         ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", DistributedType.DEEPSPEED),
     ):
-        if os.environ.get(variable, "false").lower() in ("1", "true") and accelerator.distributed_type != kind:
+        asked = os.environ.get(variable, "false").lower() in ("1", "true")
+        if asked or accelerator.distributed_type == kind:
             raise RuntimeError(
-                f"the accelerate config asks for {name} ({variable}=true) but accelerate runs "
-                f"{accelerator.distributed_type.value}: accelerate applies {name} on GPUs only, so this launch "
-                "would train unsharded. Use a DDP config (scripts/accelerate/ddp.yaml) on this machine."
+                f"the accelerate config asks for {name}, which this trainer does not support yet (sampling needs "
+                f"the whole policy on every process; on a CPU launch accelerate would also silently train "
+                f"unsharded, as {accelerator.distributed_type.value}). Use DDP (scripts/accelerate/ddp.yaml or "
+                "plain torchrun); docs/trainer.md says what fits."
             )

@@ -26,7 +26,7 @@ def test_torchrun_on_cpu_gives_distinct_ranks(tmp_path):
 
 
 def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
-    """accelerate drops an FSDP config on a CPU launch; training unsharded while the config says FSDP is refused."""
+    """An FSDP config is refused (accelerate would drop it on a CPU launch; sampling would see one shard on GPUs)."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = {
@@ -39,4 +39,4 @@ def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
-    assert "asks for FSDP" in result.stderr and "train unsharded" in result.stderr
+    assert "asks for FSDP" in result.stderr and "does not support yet" in result.stderr
