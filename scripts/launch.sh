@@ -26,8 +26,8 @@ require_file() {
 $DEMO_HINT"
 }
 
-# launch SCRIPT ARGS...: torchrun on one node, or `accelerate launch` with ACCELERATE_CONFIG (FSDP, DeepSpeed,
-# multi-node).
+# launch SCRIPT ARGS...: torchrun on one node, or `accelerate launch` with ACCELERATE_CONFIG (e.g.
+# scripts/accelerate/ddp.yaml, multi-node). FSDP and DeepSpeed configs are refused for now: see docs/trainer.md.
 launch() {
   local nproc=${NPROC:-$(count_gpus)}
   if [ -n "${ACCELERATE_CONFIG:-}" ]; then

@@ -7,14 +7,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from accelerate import Accelerator  # noqa: E402
-
+from grpo.launch import make_accelerator  # noqa: E402
 from tests.grpo_fixtures import flat_params, make_trainer  # noqa: E402
 
 
 def main(output_dir: str, per_device: int, steps: int, exit_step: int = -1, resume: str | None = None) -> None:
     torch.set_num_threads(1)
-    accelerator = Accelerator(cpu=True)
+    accelerator = make_accelerator()  # what the training scripts use: no cpu=True by hand
     trainer = make_trainer(
         output_dir,
         accelerator=accelerator,

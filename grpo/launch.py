@@ -1,0 +1,53 @@
+"""The accelerator a training run uses, made so that every process of a launch takes part.
+
+Under ``torchrun`` or ``accelerate launch`` on a machine without CUDA, ``Accelerator()`` does not join the
+process group unless told to run on the CPU: every process then believes it is the only one, and N copies of
+the same job run side by side. ``make_accelerator`` asks for the CPU backend (gloo) in that case and checks
+that the accelerator sees as many processes as the launcher started.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``; 1 when started plainly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
+    """An ``Accelerator`` over every launched process; raises when it would run the job once per process."""
+    world_size = launched_processes()
+    on_cpu = world_size > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(cpu=on_cpu or kwargs.pop("cpu", False), mixed_precision=mixed_precision, **kwargs)
+    if accelerator.num_processes != world_size:
+        raise RuntimeError(
+            f"the launcher started {world_size} processes (WORLD_SIZE) but accelerate joined "
+            f"{accelerator.num_processes}: each would train alone on the same prompts. Check the accelerate "
+            "config (`accelerate env`) and the launch command."
+        )
+    _check_requested_sharding(accelerator)
+    return accelerator
+
+
+def _check_requested_sharding(accelerator: Accelerator) -> None:
+    """Refuse FSDP and DeepSpeed launches: the rollout samples from the unwrapped module, which under sharding
+    holds only this process's shard, and accelerate drops either config silently on a CPU launch. Refusing
+    is better than training a broken or unsharded model while the config file says otherwise."""
+    for variable, name, kind in (
+        ("ACCELERATE_USE_FSDP", "FSDP", DistributedType.FSDP),
+        ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", DistributedType.DEEPSPEED),
+    ):
+        asked = os.environ.get(variable, "false").lower() in ("1", "true")
+        if asked or accelerator.distributed_type == kind:
+            raise RuntimeError(
+                f"the accelerate config asks for {name}, which this trainer does not support yet (sampling needs "
+                f"the whole policy on every process; on a CPU launch accelerate would also silently train "
+                f"unsharded, as {accelerator.distributed_type.value}). Use DDP (scripts/accelerate/ddp.yaml or "
+                "plain torchrun); docs/trainer.md says what fits."
+            )
