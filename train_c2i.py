@@ -19,6 +19,7 @@ import torch
 import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
 from grpo.config import GRPOConfig
+from grpo.launch import make_accelerator
 from grpo.prompt_sources import ClassPrompts, PromptSource
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
@@ -73,8 +74,6 @@ def build_trainer(
 
     Flags, files and the prompt file are checked first: a typo costs a second, not a model load.
     """
-    from accelerate import Accelerator
-
     from grpo.checkpointing import resolve_checkpoint
     from grpo.run_folder import check_output_dir
     from img_gen_grpo_rewards import build_reward, check_reward_setup
@@ -91,7 +90,7 @@ def build_trainer(
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
 
-    accelerator = Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+    accelerator = make_accelerator(mixed_precision="bf16" if config.bf16 else "no")
     torch.manual_seed(config.seed)
     policy = build_policy(model_args)
     vq = build_vq(model_args, accelerator.device)
