@@ -38,7 +38,8 @@ class DataArguments:
 
 # --------------------------------------------------------------------------------------------------- parse
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
-    return parse_flags((ModelArguments, DataArguments, GRPOConfig, RewardArguments), argv, description=__doc__)
+    dataclasses = (ModelArguments, DataArguments, GRPOConfig, RewardArguments)
+    return parse_flags(dataclasses, argv, description=__doc__, upstream=True)
 
 
 # ------------------------------------------------------------------------------------- prompts, conditions
@@ -86,7 +87,7 @@ def build_trainer(
         check_model_files(model_args)
         if config.resume_from_checkpoint:
             resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
-        prompts = make_prompts(model_args, data_args, config.seed)
+        prompts = make_prompts(model_args, data_args, config.data_seed)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
 

@@ -33,7 +33,7 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
     dataclasses = (ModelArguments, DataArguments, GRPOConfig, RewardArguments)
-    return parse_flags(dataclasses, argv, description=__doc__, gpt_type="t2i")
+    return parse_flags(dataclasses, argv, description=__doc__, upstream=True, gpt_type="t2i")
 
 
 def make_prompts(model_args: ModelArguments, data_args: DataArguments, seed: int) -> ListPrompts:
