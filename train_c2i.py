@@ -1,7 +1,7 @@
-"""GRPO fine-tuning of a class-conditional LlamaGen GPT (see run_c2i_train.sh for the paper's settings).
+"""GRPO fine-tuning of a class-conditional LlamaGen GPT (the paper's settings: scripts/recipes/c2i_*.yaml).
 
-Prompts are ImageNet class ids drawn uniformly from the seed, so no ImageNet download is needed; with
---image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
+Prompts are ImageNet class ids drawn uniformly from --data_seed (default: --seed), so no ImageNet download is
+needed; with --image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
 Flags may also come from --config FILE.yaml (the command line overrides it).
 
 This file is the wiring, top to bottom: parse -> check inputs -> build models -> build rewards -> prompts ->
@@ -78,7 +78,9 @@ def build_trainer(
     from grpo.checkpointing import resolve_checkpoint
     from grpo.run_folder import check_output_dir
     from img_gen_grpo_rewards import build_reward, check_reward_setup
+    from scripts.upstream_flags import warn_upstream_choices
 
+    warn_upstream_choices(config.logp_guidance)
     try:  # input mistakes (a missing file, a used folder): a message, not a traceback
         check_output_dir(
             config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)

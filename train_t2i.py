@@ -1,4 +1,4 @@
-"""GRPO fine-tuning of a text-conditional LlamaGen GPT (see run_t2i_train.sh for the paper's settings).
+"""GRPO fine-tuning of a text-conditional LlamaGen GPT (the paper's settings: scripts/recipes/t2i_*.yaml).
 
 Prompts come from --dataset_name: upstream AR-GRPO's conversation JSON, GenEval metadata lines, or a plain
 list (JSON list / .txt). Captions are encoded by a frozen flan-t5-xl. Flags may also come from --config

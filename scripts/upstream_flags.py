@@ -277,3 +277,16 @@ def _renamed_value(argv: list[str], i: int, name: str, spellings: dict[str, str]
     if flag is None and i > 0 and _split(argv[i - 1]) == (name, None):
         return spellings.get(token, token)
     return token
+
+
+COND_LOGP_WARNING = (
+    "warning: --logp_guidance cond (upstream's setting) trains the conditional branch, not the guided distribution "
+    "that sampled the images; on a prompt-dependent reward it lost colours here: docs/trainer.md "
+    '"Which distribution is the policy"'
+)
+
+
+def warn_upstream_choices(logp_guidance: str) -> None:
+    """One line at start for an upstream setting this project measured to be worse (the paper recipes use it)."""
+    if logp_guidance == "cond" and _is_main_process():
+        print(COND_LOGP_WARNING, file=sys.stderr)

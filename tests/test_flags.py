@@ -131,15 +131,31 @@ def files(tmp_path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("script", ["run_c2i_train.sh", "run_t2i_train.sh"])
-def test_training_launchers_parse(tmp_path, files, script):
+@pytest.mark.parametrize(("recipe", "logp_guidance"), [(None, "cfg"), ("recommended", "cfg"), ("paper", "cond")])
+def test_training_launchers_parse(tmp_path, files, script, recipe, logp_guidance):
     env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "DATASET": files["prompts.json"], "T5_PATH": "tiny"}
     env["OUTPUT_DIR"] = str(tmp_path / "out")
+    if recipe:
+        env["RECIPE"] = recipe
     argv = _recorded_argv(tmp_path, script, ["--beta", "0.2"], env)
     module = train_c2i if "c2i" in script else train_t2i
     entry = f"{module.__name__}.py"
     model, _, config, rewards = module.parse_args(argv[argv.index(entry) + 1 :])
-    assert model.gpt_ckpt == files["gpt.pt"] and config.bf16 is True and config.beta == 0.2
+    assert model.gpt_ckpt == files["gpt.pt"] and config.bf16 is True and config.beta == 0.2  # the flag wins
     assert len(rewards.reward_funcs) == len(rewards.reward_weights) == 8
+    assert config.logp_guidance == logp_guidance and config.output_dir == str(tmp_path / "out")
+
+
+def test_training_launcher_takes_a_recipe_file_and_refuses_a_missing_one(tmp_path, files):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("gpt_model: GPT-B\nbeta: 0.3\n")
+    env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "RECIPE": str(recipe)}
+    argv = _recorded_argv(tmp_path, "run_c2i_train.sh", [], env)
+    model, _, config, _ = train_c2i.parse_args(argv[argv.index("train_c2i.py") + 1 :])
+    assert (model.gpt_model, config.beta) == ("GPT-B", 0.3)
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        _recorded_argv(tmp_path, "run_c2i_train.sh", [], {**env, "RECIPE": "papr"})
+    assert b"recipe (RECIPE) not found: papr" in info.value.stderr
 
 
 @pytest.mark.parametrize(
