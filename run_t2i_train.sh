@@ -7,7 +7,9 @@
 # Any flag of train_t2i.py can be appended and overrides the recipe.
 #   GPT_CKPT, VQ_CKPT   default: pretrained_models/t2i_XL_stage1_256.pt, pretrained_models/vq_ds16_t2i.pt
 #   T5_PATH             flan-t5-xl folder or hub id (default: pretrained_models/t5-ckpt/flan-t5-xl)
-#   DATASET             prompt file (default: dataset/coco_captions_30000.json; `python -m dataset.download_prompts coco`)
+#   DATASET             prompt file (default: dataset/coco_captions_30000.json from `python -m dataset.download_prompts
+#                       coco`; with RECIPE=paper upstream's file, dataset/coco_captions_30000_upstream.json from
+#                       `... coco_upstream`)
 #   OUTPUT_DIR          default: outputs/t2i_XL_256_grpo (recommended), outputs/t2i_XL_256_paper (paper). If it
 #                       is not empty, append --resume_from_checkpoint latest (continue) or --overwrite_output_dir
 #                       true (start over); it is refused otherwise
@@ -18,20 +20,22 @@ source scripts/launch.sh
 
 RECIPE=${RECIPE:-recommended}
 case "$RECIPE" in
-  recommended) RECIPE_FILE=scripts/recipes/t2i_recommended.yaml; RUN=grpo ;;
-  paper) RECIPE_FILE=scripts/recipes/t2i_paper.yaml; RUN=paper ;;
-  *) RECIPE_FILE=$RECIPE; RUN=grpo ;;
+  recommended) RECIPE_FILE=scripts/recipes/t2i_recommended.yaml; RUN=grpo; COCO=coco ;;
+  paper) RECIPE_FILE=scripts/recipes/t2i_paper.yaml; RUN=paper; COCO=coco_upstream ;;
+  *) RECIPE_FILE=$RECIPE; RUN=grpo; COCO=coco ;;
 esac
 require_file "$RECIPE_FILE" "recipe (RECIPE)" "Use RECIPE=recommended, RECIPE=paper or the path of a .yaml file."
 GPT_CKPT=${GPT_CKPT:-pretrained_models/t2i_XL_stage1_256.pt}
 VQ_CKPT=${VQ_CKPT:-pretrained_models/vq_ds16_t2i.pt}
 T5_PATH=${T5_PATH:-pretrained_models/t5-ckpt/flan-t5-xl}
-DATASET=${DATASET:-dataset/coco_captions_30000.json}
+COCO_FILE=dataset/coco_captions_30000.json
+[ "$COCO" = coco_upstream ] && COCO_FILE=dataset/coco_captions_30000_upstream.json
+DATASET=${DATASET:-$COCO_FILE}
 OUTPUT_DIR=${OUTPUT_DIR:-outputs/t2i_XL_256_$RUN}
 HF=https://huggingface.co/peizesun/llamagen_t2i
 require_file "$GPT_CKPT" "GPT checkpoint (GPT_CKPT)" "Download it from $HF/resolve/main/t2i_XL_stage1_256.pt, or set GPT_CKPT."
 require_file "$VQ_CKPT" "VQ tokenizer (VQ_CKPT)" "Download it from $HF/resolve/main/vq_ds16_t2i.pt, or set VQ_CKPT."
-require_file "$DATASET" "prompt file (DATASET)" "Fetch it with 'python -m dataset.download_prompts coco', or set DATASET."
+require_file "$DATASET" "prompt file (DATASET)" "Fetch it with 'python -m dataset.download_prompts $COCO', or set DATASET."
 if [ ! -d "$T5_PATH" ] && [[ "$T5_PATH" == pretrained_models/* ]]; then
   echo "note: $T5_PATH not found; loading google/flan-t5-xl from the hub instead" >&2
   T5_PATH=google/flan-t5-xl

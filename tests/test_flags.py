@@ -174,3 +174,13 @@ def test_evaluation_launchers_parse(tmp_path, files, script, module, extra_env):
     args = module.parse_args(argv[2:])
     assert args.gpt_ckpt == files["gpt.pt"] and args.cfg_scale == 3.0 and args.bf16 is True
     assert args.ckpt_step == ""  # an empty STEP: the evaluation scripts then pick gpt_final.pt
+
+
+def test_t2i_paper_recipe_trains_on_upstreams_caption_file_by_default(tmp_path, files):
+    if (REPO / "dataset" / "coco_captions_30000_upstream.json").exists():
+        pytest.skip("this checkout has upstream's caption file; the test needs it absent")
+    env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "T5_PATH": "tiny", "RECIPE": "paper"}
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        _recorded_argv(tmp_path, "run_t2i_train.sh", [], env)
+    stderr = info.value.stderr.decode()
+    assert "coco_captions_30000_upstream.json" in stderr and "download_prompts coco_upstream" in stderr
