@@ -4,6 +4,7 @@ flags land in our fields, the others are accepted with one warning line each (sc
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import transformers
@@ -235,3 +236,10 @@ def _types(module) -> tuple:
     from img_gen_grpo_rewards import RewardArguments
 
     return (ModelArguments, module.DataArguments, GRPOConfig, RewardArguments)
+
+
+def test_docs_name_every_accepted_upstream_flag():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text(encoding="utf-8")
+    missing = [name for name in (*upstream_flags.IGNORED, *upstream_flags.ALIASES) if f"`{name}`" not in docs]
+    missing += [name for name in upstream_flags.IGNORED.values() if name.replace("|", "\\|") not in docs]
+    assert not missing
