@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import transformers
+import yaml
 
 import train_c2i
 import train_t2i
@@ -243,3 +244,26 @@ def test_docs_name_every_accepted_upstream_flag():
     missing = [name for name in (*upstream_flags.IGNORED, *upstream_flags.ALIASES) if f"`{name}`" not in docs]
     missing += [name for name in upstream_flags.IGNORED.values() if name.replace("|", "\\|") not in docs]
     assert not missing
+
+
+def _as_recipe(argv: list[str]) -> dict:
+    """A flag list as the mapping a --config file holds (a flag with several values: a list)."""
+    recipe: dict = {}
+    key = None
+    for token in argv:
+        if token.startswith("--"):
+            key, _, inline = token[2:].partition("=")
+            recipe[key] = inline or []
+        elif isinstance(recipe[key], list):
+            recipe[key].append(yaml.safe_load(token))
+    return {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in recipe.items()}
+
+
+def test_upstream_arguments_as_a_recipe_file_parse_the_same(tmp_path, capsys):
+    argv = without_other_branches(upstream_t2i_argv(str(tmp_path), "llama_gen_t2i", steps=600, cfg=4.0))
+    recipe = tmp_path / "upstream_t2i.yaml"
+    recipe.write_text(yaml.safe_dump(_as_recipe(argv)))
+    from_file = train_t2i.parse_args(["--config", str(recipe)])
+    assert sorted(warned(capsys.readouterr().err)) == sorted(T2I_IGNORED)
+    assert from_file == train_t2i.parse_args(argv)
+    assert from_file[2].gen_cfg_cfg_scale == 4.0 and from_file[2].max_steps == 600
