@@ -3,6 +3,7 @@
 Prompts are ImageNet class ids drawn uniformly from --data_seed (default: --seed), so no ImageNet download is
 needed; with --image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
 Flags may also come from --config FILE.yaml (the command line overrides it).
+Upstream AR-GRPO's and TRL's flags are accepted too; docs/recipes.md says what each does here.
 
 This file is the wiring, top to bottom: parse -> check inputs -> build models -> build rewards -> prompts ->
 trainer -> train. train_t2i.py reuses ``build_trainer`` with its own prompts and caption encoder.

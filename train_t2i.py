@@ -2,7 +2,8 @@
 
 Prompts come from --dataset_name: upstream AR-GRPO's conversation JSON, GenEval metadata lines, or a plain
 list (JSON list / .txt). Captions are encoded by a frozen flan-t5-xl. Flags may also come from --config
-FILE.yaml (the command line overrides it). The wiring is train_c2i.py's, with these prompts and this encoder.
+FILE.yaml (the command line overrides it). Upstream AR-GRPO's and TRL's flags are accepted too
+(docs/recipes.md). The wiring is train_c2i.py's, with these prompts and this encoder.
 """
 
 from __future__ import annotations

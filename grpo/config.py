@@ -18,7 +18,7 @@ class GRPOConfig:
         "outputs/grpo", "where checkpoints, metrics.jsonl, TensorBoard logs and sample grids go"
     )
     seed: int = _opt(
-        42, "seeds prompts and every sample (a sample's seed depends only on seed, step and prompt)"
+        42, "seeds every sample (a sample's seed depends only on seed, step and prompt), and prompts unless data_seed"
     )
     data_seed: int | None = _opt(None, "seeds the prompt order only (TRL's data_seed; default: seed)")
     max_steps: int = _opt(400, "optimizer steps to train for (without it, a given --exit_step sets the length)")

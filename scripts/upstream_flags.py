@@ -251,7 +251,9 @@ def translate(argv: Sequence[str], flags: Collection[str]) -> list[str]:
                 out.append(token)
             continue
         dropping = False
-        name = ALIASES.get(name, name) if name not in flags else name
+        if name not in flags:  # HfArgumentParser also accepts --dashed-names
+            name = name.replace("-", "_")
+            name = ALIASES.get(name, name)
         if name not in flags and name in IGNORED:
             dropping = True
             if name not in ignored:

@@ -195,7 +195,7 @@ def test_an_ignored_flag_given_twice_and_in_the_file_warns_once(tmp_path, capsys
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("num_train_epochs: 20\nlogging_step: 5\nattn_implementation: flash_attention_2\n")
     argv = ["--config", str(recipe), "--gpt_ckpt", "g.pt", "--vq_ckpt", "v.pt", "--num_train_epochs", "3"]
-    _, _, config, _ = train_c2i.parse_args([*argv, "--use_vllm", "--num_train_epochs=4"])
+    _, _, config, _ = train_c2i.parse_args([*argv, "--use_vllm", "--num-train-epochs=4"])
     assert config.logging_steps == 5
     assert warned(capsys.readouterr().err) == ["num_train_epochs", "attn_implementation", "use_vllm"]
 
