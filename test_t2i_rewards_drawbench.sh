@@ -18,7 +18,7 @@ source "$ROOT/sampling/launch.sh"
 
 t2i_setup "$@"
 shift $(( $# < 4 ? $# : 4 ))
-DRAWBENCH="${DRAWBENCH:-$ROOT/benchmark/drawbench/drawbench.csv}"
+DRAWBENCH="${DRAWBENCH:-$ROOT/benchmark/drawbench/drawbench_test_1000.json}"
 require_file "$DRAWBENCH" "DrawBench prompts (DRAWBENCH)" \
     "Fetch them with: python -m dataset.download_prompts drawbench"
 OUTDIR="$OUT_ROOT/vis_out_drawbench_$RUN_NAME"

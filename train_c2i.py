@@ -1,8 +1,9 @@
-"""GRPO fine-tuning of a class-conditional LlamaGen GPT (see run_c2i_train.sh for the paper's settings).
+"""GRPO fine-tuning of a class-conditional LlamaGen GPT (the paper's settings: scripts/recipes/c2i_*.yaml).
 
-Prompts are ImageNet class ids drawn uniformly from the seed, so no ImageNet download is needed; with
---image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
+Prompts are ImageNet class ids drawn uniformly from --data_seed (default: --seed), so no ImageNet download is
+needed; with --image_root, labels (and reference images, for the `mse` reward) come from an ImageNet train folder.
 Flags may also come from --config FILE.yaml (the command line overrides it).
+Upstream AR-GRPO's and TRL's flags are accepted too; docs/recipes.md says what each does here.
 
 This file is the wiring, top to bottom: parse -> check inputs -> build models -> build rewards -> prompts ->
 trainer -> train. train_t2i.py reuses ``build_trainer`` with its own prompts and caption encoder.
@@ -38,7 +39,8 @@ class DataArguments:
 
 # --------------------------------------------------------------------------------------------------- parse
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
-    return parse_flags((ModelArguments, DataArguments, GRPOConfig, RewardArguments), argv, description=__doc__)
+    dataclasses = (ModelArguments, DataArguments, GRPOConfig, RewardArguments)
+    return parse_flags(dataclasses, argv, description=__doc__, upstream=True)
 
 
 # ------------------------------------------------------------------------------------- prompts, conditions
@@ -77,7 +79,9 @@ def build_trainer(
     from grpo.checkpointing import resolve_checkpoint
     from grpo.run_folder import check_output_dir
     from img_gen_grpo_rewards import build_reward, check_reward_setup
+    from scripts.upstream_flags import warn_upstream_choices
 
+    warn_upstream_choices(config.logp_guidance)
     try:  # input mistakes (a missing file, a used folder): a message, not a traceback
         check_output_dir(
             config.output_dir, overwrite=config.overwrite_output_dir, resuming=bool(config.resume_from_checkpoint)
@@ -86,7 +90,7 @@ def build_trainer(
         check_model_files(model_args)
         if config.resume_from_checkpoint:
             resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
-        prompts = make_prompts(model_args, data_args, config.seed)
+        prompts = make_prompts(model_args, data_args, config.data_seed)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
 

@@ -1,8 +1,9 @@
-"""GRPO fine-tuning of a text-conditional LlamaGen GPT (see run_t2i_train.sh for the paper's settings).
+"""GRPO fine-tuning of a text-conditional LlamaGen GPT (the paper's settings: scripts/recipes/t2i_*.yaml).
 
 Prompts come from --dataset_name: upstream AR-GRPO's conversation JSON, GenEval metadata lines, or a plain
 list (JSON list / .txt). Captions are encoded by a frozen flan-t5-xl. Flags may also come from --config
-FILE.yaml (the command line overrides it). The wiring is train_c2i.py's, with these prompts and this encoder.
+FILE.yaml (the command line overrides it). Upstream AR-GRPO's and TRL's flags are accepted too
+(docs/recipes.md). The wiring is train_c2i.py's, with these prompts and this encoder.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, GRPOConfig, RewardArguments]:
     dataclasses = (ModelArguments, DataArguments, GRPOConfig, RewardArguments)
-    return parse_flags(dataclasses, argv, description=__doc__, gpt_type="t2i")
+    return parse_flags(dataclasses, argv, description=__doc__, upstream=True, gpt_type="t2i")
 
 
 def make_prompts(model_args: ModelArguments, data_args: DataArguments, seed: int) -> ListPrompts:

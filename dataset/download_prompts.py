@@ -6,11 +6,15 @@
 Targets (paths relative to ``--root``, the repository by default):
 - ``geneval``: ``benchmark/geneval/prompts/evaluation_metadata.jsonl``, ``.../object_names.txt`` and
   GenEval's ``LICENSE`` (MIT), from the GenEval GitHub repository (djghosh13/geneval).
-- ``drawbench``: ``benchmark/drawbench/drawbench.csv``, the Imagen team's DrawBench sheet exported as CSV
-  (columns ``Prompts``, ``Category``; 200 prompts). The Hugging Face dataset ``shunk031/DrawBench`` loads
-  the same sheet.
-- ``coco``: ``dataset/coco_captions_30000.json``, 30,000 captions (one per image) sampled with a fixed seed
+- ``drawbench``: ``benchmark/drawbench/drawbench_test_1000.json``, upstream AR-GRPO's DrawBench file (the 200
+  prompts, each 5 times) from its GitHub repository at a fixed commit, checked against its sha256: pinned.
+- ``drawbench_sheet``: ``benchmark/drawbench/drawbench.csv``, the Imagen team's live DrawBench sheet exported as
+  CSV (columns ``Prompts``, ``Category``; 200 prompts): has the categories, but is not pinned (it may change).
+- ``coco``: ``dataset/coco_captions_30000.json``, 30,000 captions (one per image) sampled here with a fixed seed
   from COCO's caption annotations (``annotations_trainval2014.zip`` by default, kept in ``dataset/.cache``).
+  This is this project's list, not upstream's file.
+- ``coco_upstream``: ``dataset/coco_captions_30000_upstream.json``, upstream AR-GRPO's COCO caption file (what
+  its T2I run trained on) from its GitHub repository at the same commit, checked against its git object id.
 
 Every file is checked with the project's own parser before it is moved into place; an existing valid file
 is kept unless ``--force`` is given.
@@ -26,20 +30,38 @@ from pathlib import Path
 
 from dataset.benchmark_prompts import load_drawbench, load_geneval_metadata, load_object_names
 from dataset.coco_captions import read_json_from_zip, sample_coco_captions, to_conversation_records
-from dataset.downloads import DownloadError, Validator, download_file, write_text_atomically
+from dataset.downloads import (
+    DownloadError,
+    Validator,
+    download_file,
+    file_sha256,
+    git_blob_sha1,
+    write_text_atomically,
+)
 from dataset.prompt_files import load_prompts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 GENEVAL_BASE_URL = "https://raw.githubusercontent.com/djghosh13/geneval/main"
 GENEVAL_DIR = Path("benchmark/geneval")
-DRAWBENCH_URL = ("https://docs.google.com/spreadsheets/d/1y7nAbmR4FREi6npB1u-Bo3GFdwdOPYJc617rBOxIRHY"
-                 "/gviz/tq?tqx=out:csv")
-DRAWBENCH_PATH = Path("benchmark/drawbench/drawbench.csv")
+# upstream AR-GRPO (Kwai-Klear/AR-GRPO) at a fixed commit; its files are pinned by checksum
+UPSTREAM_COMMIT = "65947ad869cae0f36e4009f947b5b9da9e95a469"
+UPSTREAM_RAW_URL = f"https://raw.githubusercontent.com/Kwai-Klear/AR-GRPO/{UPSTREAM_COMMIT}"
+DRAWBENCH_URL = f"{UPSTREAM_RAW_URL}/benchmark/drawbench/drawbench_test_1000.json"
+DRAWBENCH_SHA256 = "da444f3c90aba875ed6655c2e5731794ddfc762e202ddaf9ca1e7312dd7d0624"
+DRAWBENCH_BYTES = 354_187
+DRAWBENCH_PATH = Path("benchmark/drawbench/drawbench_test_1000.json")
+DRAWBENCH_SHEET_URL = ("https://docs.google.com/spreadsheets/d/1y7nAbmR4FREi6npB1u-Bo3GFdwdOPYJc617rBOxIRHY"
+                       "/gviz/tq?tqx=out:csv")
+DRAWBENCH_SHEET_PATH = Path("benchmark/drawbench/drawbench.csv")
 DRAWBENCH_SIZE = 200
 COCO_URL_TEMPLATE = "http://images.cocodataset.org/annotations/annotations_trainval{year}.zip"
 COCO_CACHE_DIR = Path("dataset/.cache")
-TARGETS = ("geneval", "drawbench", "coco")
+COCO_UPSTREAM_URL = f"{UPSTREAM_RAW_URL}/dataset/coco_captions_30000.json"
+COCO_UPSTREAM_GIT_BLOB = "aeaead5c7b501c7daf0f1a5f1367b3ca1b001529"  # its entry in upstream's tree at that commit
+COCO_UPSTREAM_MAX_BYTES = 64 << 20
+COCO_UPSTREAM_PATH = Path("dataset/coco_captions_30000_upstream.json")
+TARGETS = ("geneval", "drawbench", "drawbench_sheet", "coco", "coco_upstream")
 
 
 def _non_empty_text(path: Path) -> None:
@@ -48,9 +70,9 @@ def _non_empty_text(path: Path) -> None:
 
 
 def _check_drawbench(path: Path) -> None:
-    records = load_drawbench(path, dedupe=False)
+    records = load_drawbench(path)  # distinct prompts (upstream's file repeats each 5 times)
     if len(records) != DRAWBENCH_SIZE:
-        print(f"warning: {path} has {len(records)} prompts; DrawBench had {DRAWBENCH_SIZE} when this "
+        print(f"warning: {path} has {len(records)} distinct prompts; DrawBench had {DRAWBENCH_SIZE} when this "
               f"script was written", file=sys.stderr)
 
 
@@ -87,10 +109,47 @@ def fetch_geneval(root: Path, base_url: str = GENEVAL_BASE_URL, force: bool = Fa
             for name, check in files]
 
 
+def _pinned(check: Validator, sha256: str | None = None, git_blob: str | None = None) -> Validator:
+    """``check`` after the file's checksum matches the pinned one (a downloaded or an existing file)."""
+
+    def validate(path: Path) -> None:
+        if sha256 is not None and file_sha256(path) != sha256:
+            raise ValueError(f"{path}: sha256 {file_sha256(path)} is not the pinned {sha256}")
+        if git_blob is not None and git_blob_sha1(path) != git_blob:
+            raise ValueError(f"{path}: git object id {git_blob_sha1(path)} is not the pinned {git_blob}")
+        check(path)
+
+    return validate
+
+
 def fetch_drawbench(root: Path, url: str = DRAWBENCH_URL, force: bool = False, timeout: float = 60.0,
-                    progress: bool = True) -> Path:
-    """The DrawBench sheet as CSV, kept verbatim."""
-    return _fetch(url, root / DRAWBENCH_PATH, _check_drawbench, force, timeout, progress)
+                    progress: bool = True, sha256: str = DRAWBENCH_SHA256, max_bytes: int = DRAWBENCH_BYTES) -> Path:
+    """Upstream's DrawBench file at a fixed commit, verified by sha256 (``url`` may be a mirror of it)."""
+    dest = root / DRAWBENCH_PATH
+    validate = _pinned(_check_drawbench, sha256=sha256)
+    if not _keep_existing(dest, validate, force):
+        download_file(url, dest, timeout=timeout, validate=validate, progress=progress, sha256=sha256,
+                      max_bytes=max_bytes)
+        print(f"wrote {dest}  <- {url} (sha256 {sha256})")
+    return dest
+
+
+def fetch_drawbench_sheet(root: Path, url: str = DRAWBENCH_SHEET_URL, force: bool = False, timeout: float = 60.0,
+                          progress: bool = True) -> Path:
+    """The live DrawBench sheet as CSV, kept verbatim (with categories; not pinned)."""
+    return _fetch(url, root / DRAWBENCH_SHEET_PATH, _check_drawbench, force, timeout, progress)
+
+
+def fetch_coco_upstream(root: Path, url: str = COCO_UPSTREAM_URL, force: bool = False, timeout: float = 60.0,
+                        progress: bool = True, git_blob: str = COCO_UPSTREAM_GIT_BLOB,
+                        max_bytes: int = COCO_UPSTREAM_MAX_BYTES) -> Path:
+    """Upstream's COCO caption file at a fixed commit, verified by its git object id."""
+    dest = root / COCO_UPSTREAM_PATH
+    validate = _pinned(load_prompts, git_blob=git_blob)
+    if not _keep_existing(dest, validate, force):
+        download_file(url, dest, timeout=timeout, validate=validate, progress=progress, max_bytes=max_bytes)
+        print(f"wrote {dest}  <- {url} (git object {git_blob})")
+    return dest
 
 
 def coco_output_path(root: Path, num_captions: int) -> Path:
@@ -145,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the COCO caption sample")
     parser.add_argument("--geneval-base-url", default=GENEVAL_BASE_URL,
                         help="base URL of (a mirror of) the GenEval repository")
-    parser.add_argument("--drawbench-url", default=DRAWBENCH_URL, help="URL of the DrawBench CSV")
+    parser.add_argument("--drawbench-url", default=DRAWBENCH_URL,
+                        help="URL of (a mirror of) upstream's DrawBench JSON; its sha256 must match the pinned one")
+    parser.add_argument("--drawbench-sheet-url", default=DRAWBENCH_SHEET_URL, help="URL of the DrawBench sheet CSV")
+    parser.add_argument("--coco-upstream-url", default=COCO_UPSTREAM_URL,
+                        help="URL of (a mirror of) upstream's COCO caption file; its git object id must match")
     parser.add_argument("--coco-url", default=None,
                         help="URL of the COCO annotations zip (default: cocodataset.org)")
     return parser
@@ -164,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             fetch_geneval(args.root, args.geneval_base_url, **common)
         if "drawbench" in targets:
             fetch_drawbench(args.root, args.drawbench_url, **common)
+        if "drawbench_sheet" in targets:
+            fetch_drawbench_sheet(args.root, args.drawbench_sheet_url, **common)
+        if "coco_upstream" in targets:
+            fetch_coco_upstream(args.root, args.coco_upstream_url, **common)
         if "coco" in targets:
             fetch_coco_captions(args.root, args.coco_year, args.coco_split, args.num_captions, args.seed,
                                 args.coco_url, **common)

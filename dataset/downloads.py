@@ -7,6 +7,7 @@ never leaves a partial file under the real name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -43,7 +44,8 @@ def _validate(tmp: Path, validate: Validator | None, source: str) -> None:
         raise DownloadError(f"{source} was fetched but is not usable: {reason}") from err
 
 
-def _stream_to(url: str, out, timeout: float, progress: bool, chunk_size: int) -> int:
+def _stream_to(url: str, out, timeout: float, progress: bool, chunk_size: int, max_bytes: int | None = None,
+               hasher: Any = None) -> int:
     headers = {"User-Agent": USER_AGENT}
     try:
         with requests.get(url, stream=True, timeout=timeout, headers=headers) as response:
@@ -52,12 +54,20 @@ def _stream_to(url: str, out, timeout: float, progress: bool, chunk_size: int) -
                                     f"{response.status_code} {response.reason}")
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if max_bytes is not None and total is not None and total > max_bytes:
+                raise DownloadError(f"could not download {url}: {total} bytes announced, more than the "
+                                    f"{max_bytes} expected of this file")
             received = 0
             desc = url.rsplit("/", 1)[-1][:40] or url
             with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
                 for chunk in response.iter_content(chunk_size=chunk_size):
-                    out.write(chunk)
                     received += len(chunk)
+                    if max_bytes is not None and received > max_bytes:
+                        raise DownloadError(f"could not download {url}: more than the {max_bytes} bytes "
+                                            f"expected of this file")
+                    out.write(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
                     bar.update(len(chunk))
             # A body shorter than its Content-Length is caught by urllib3 (a RequestException below).
             return received
@@ -71,20 +81,26 @@ def _stream_to(url: str, out, timeout: float, progress: bool, chunk_size: int) -
 
 
 def download_file(url: str, dest: str | Path, *, timeout: float = 60.0, validate: Validator | None = None,
-                  progress: bool = True, chunk_size: int = 1 << 20) -> Path:
+                  progress: bool = True, chunk_size: int = 1 << 20, sha256: str | None = None,
+                  max_bytes: int | None = None) -> Path:
     """Stream ``url`` into ``dest`` once ``validate(path)`` (raising ValueError/OSError) accepts it.
 
-    Raises ``DownloadError`` naming the URL for HTTP errors, unreachable servers, timeouts, truncated or
-    empty bodies and files the validator rejects; ``dest`` is then left as it was.
+    ``sha256`` pins the exact file; ``max_bytes`` stops a body larger than the file can be, while it streams.
+    Raises ``DownloadError`` naming the URL for HTTP errors, unreachable servers, timeouts, truncated,
+    empty, oversized or altered bodies and files the validator rejects; ``dest`` is then left as it was.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(dest)
     try:
+        hasher = hashlib.sha256() if sha256 else None
         with open(tmp, "wb") as out:
-            received = _stream_to(url, out, timeout, progress, chunk_size)
+            received = _stream_to(url, out, timeout, progress, chunk_size, max_bytes, hasher)
         if received == 0:
             raise DownloadError(f"could not download {url}: the server sent an empty file")
+        if hasher is not None and hasher.hexdigest() != sha256.lower():
+            raise DownloadError(f"{url} was fetched but is not the pinned file: sha256 {hasher.hexdigest()}, "
+                                f"expected {sha256.lower()}")
         _validate(tmp, validate, url)
         os.replace(tmp, dest)
     finally:
@@ -104,3 +120,22 @@ def write_text_atomically(dest: str | Path, text: str, validate: Validator | Non
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def git_blob_sha1(path: str | Path) -> str:
+    """The file's git object id (what ``git hash-object`` prints): pins a file whose tree entry is known."""
+    size = Path(path).stat().st_size
+    hasher = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            hasher.update(chunk)
+    return hasher.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,9 +18,10 @@ class GRPOConfig:
         "outputs/grpo", "where checkpoints, metrics.jsonl, TensorBoard logs and sample grids go"
     )
     seed: int = _opt(
-        42, "seeds prompts and every sample (a sample's seed depends only on seed, step and prompt)"
+        42, "seeds every sample (a sample's seed depends only on seed, step and prompt), and prompts unless data_seed"
     )
-    max_steps: int = _opt(400, "optimizer steps to train for")
+    data_seed: int | None = _opt(None, "seeds the prompt order only (TRL's data_seed; default: seed)")
+    max_steps: int = _opt(400, "optimizer steps to train for (without it, a given --exit_step sets the length)")
     exit_step: int = _opt(-1, "stop (after saving a checkpoint) once this step is reached; -1: never")
     # rollout
     num_generations: int = _opt(8, "G: images sampled per prompt (one group)")
@@ -90,6 +92,7 @@ class GRPOConfig:
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0: off)")
     lr_scheduler_type: str = _opt("constant", "learning-rate schedule", ("constant", "cosine", "linear"))
     warmup_steps: int = _opt(0, "linear warm-up steps")
+    warmup_ratio: float = _opt(0.0, "warm-up as a fraction of max_steps, rounded up (used when warmup_steps is 0)")
     bf16: bool = _opt(
         False,
         "bf16 weight copies (and KV cache) for sampling, the frozen log-prob passes and VQ decoding, fp32 logits; "
@@ -113,6 +116,10 @@ class GRPOConfig:
     report_to: str = _opt("tensorboard", "metric sink besides metrics.jsonl", ("tensorboard", "none"))
 
     def __post_init__(self) -> None:
+        if self.data_seed is None:
+            self.data_seed = self.seed
+        if self.warmup_ratio and not self.warmup_steps:  # transformers' get_warmup_steps
+            self.warmup_steps = math.ceil(self.max_steps * self.warmup_ratio)
         if self.steps_per_generation is None:
             self.steps_per_generation = self.gradient_accumulation_steps
         rollout = self.per_device_train_batch_size * self.steps_per_generation

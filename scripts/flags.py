@@ -3,6 +3,8 @@
 
 Booleans follow HfArgumentParser everywhere: ``--bf16``, ``--bf16 true``, ``--bf16 false``, and ``--no_X`` for a
 field that defaults to True. ``saved_run_config`` is the parsed flags as a checkpoint records them (secrets redacted).
+With ``upstream=True`` (the training scripts) the flags of upstream AR-GRPO and TRL are accepted too, on the command
+line and in the file: see scripts/upstream_flags.py.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -80,14 +82,18 @@ def _as_argv(key: str, value: Any) -> list[str]:
     return [f"--{key}={value}"]
 
 
-def _config_argv(parser: argparse.ArgumentParser, path: Path) -> list[str]:
-    """The file's values as flags (put before the command line's, so those win); unknown keys are an error."""
+def _config_argv(parser: argparse.ArgumentParser, path: Path, tolerated: Collection[str] = ()) -> list[str]:
+    """The file's values as flags (put before the command line's, so those win); unknown keys are an error.
+    ``tolerated``: other keys passed on as flags (upstream ones, translated after)."""
     values = _read_config(path)
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     argv: list[str] = []
     for key, value in values.items():
         if key not in actions and key.startswith("no_") and isinstance(value, bool):  # `no_progress: true`
             key, value = key[3:], not value
+        if key not in actions and key in tolerated:
+            argv += [f"--{key}"] if value is None else _as_argv(key, value)
+            continue
         if key not in actions:
             raise SystemExit(f"{CONFIG_FLAG} {path}: unknown key {key!r} (not a flag of this script)")
         if value is None:  # "no value": the field's None, which no flag can spell
@@ -102,9 +108,13 @@ def parse_flags(
     argv: Sequence[str] | None = None,
     *,
     description: str | None = None,
+    upstream: bool = False,
     **defaults: Any,
 ) -> tuple:
     """Parse ``argv`` (default: ``sys.argv[1:]``) into one instance of each dataclass.
+
+    ``upstream``: also accept upstream AR-GRPO's and TRL's flags (scripts/upstream_flags.py): those with a
+    meaning here are translated, the others dropped with a one-line warning each.
 
     A dataclass whose ``__post_init__`` rejects the values ends the program with its message, not a traceback.
     """
@@ -113,8 +123,16 @@ def parse_flags(
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument(CONFIG_FLAG, default=None)
     config, _ = pre.parse_known_args(argv)
+    tolerated: Collection[str] = ()
+    if upstream:
+        from scripts import upstream_flags
+
+        tolerated = {*upstream_flags.ALIASES, *upstream_flags.IGNORED}
     if config.config:
-        argv = _config_argv(parser, Path(config.config)) + argv
+        argv = _config_argv(parser, Path(config.config), tolerated) + argv
+    if upstream:
+        own = {action.dest for action in parser._actions}
+        argv = upstream_flags.translate(argv, own)
     namespace = parser.parse_args(argv)
     try:
         return tuple(

@@ -1,10 +1,12 @@
 """The prompt downloader against a real HTTP server on 127.0.0.1 (good, missing, truncated, slow, refused),
 and the seeded COCO caption sampler on small synthetic annotations."""
 
+import hashlib
 import io
 import json
 import random
 import socket
+import subprocess
 import threading
 import time
 import zipfile
@@ -174,7 +176,7 @@ def _serve_all(server) -> dict[str, str]:
         "/drawbench.csv": ("ok", DRAWBENCH_CSV.encode()),
         "/coco.zip": ("ok", _coco_zip()),
     })
-    return {"--geneval-base-url": f"{server.url}/geneval", "--drawbench-url": f"{server.url}/drawbench.csv",
+    return {"--geneval-base-url": f"{server.url}/geneval", "--drawbench-sheet-url": f"{server.url}/drawbench.csv",
             "--coco-url": f"{server.url}/coco.zip"}
 
 
@@ -185,9 +187,12 @@ def _argv(urls: dict[str, str], root: Path, *extra: str) -> list[str]:
     return argv
 
 
+UNPINNED = ("geneval", "drawbench_sheet", "coco")  # the pinned targets need the real files: tested below
+
+
 def test_cli_fetches_every_target_then_keeps_valid_files(server, tmp_path, capsys):
     urls = _serve_all(server)
-    assert download_prompts.main(_argv(urls, tmp_path)) == 0
+    assert download_prompts.main(_argv(urls, tmp_path, *UNPINNED)) == 0
     geneval = tmp_path / "benchmark" / "geneval"
     assert [e.raw_line for e in load_geneval_metadata(geneval / "prompts" / "evaluation_metadata.jsonl")] \
         == GENEVAL_LINES
@@ -204,12 +209,12 @@ def test_cli_fetches_every_target_then_keeps_valid_files(server, tmp_path, capsy
 
     # A second run finds valid files and downloads nothing.
     capsys.readouterr()
-    assert download_prompts.main(_argv(urls, tmp_path)) == 0
+    assert download_prompts.main(_argv(urls, tmp_path, *UNPINNED)) == 0
     assert len(server.requests) == 5
     assert capsys.readouterr().out.count("kept existing") == 5
 
     # --force fetches the prompt files again but reuses the cached COCO zip.
-    assert download_prompts.main(_argv(urls, tmp_path, "--force")) == 0
+    assert download_prompts.main(_argv(urls, tmp_path, *UNPINNED, "--force")) == 0
     assert len(server.requests) == 9 and server.requests.count("/coco.zip") == 1
 
 
@@ -240,7 +245,8 @@ def test_cli_offline_exits_1_naming_the_url(tmp_path, capsys):
 
 def test_cli_garbage_from_server_is_rejected(server, tmp_path, capsys):
     server.routes["/db.csv"] = ("ok", b"<html>Sign in to continue</html>\n")
-    argv = ["drawbench", "--root", str(tmp_path), "--no-progress", "--drawbench-url", f"{server.url}/db.csv"]
+    url = f"{server.url}/db.csv"
+    argv = ["drawbench_sheet", "--root", str(tmp_path), "--no-progress", "--drawbench-sheet-url", url]
     assert download_prompts.main(argv) == 1
     err = capsys.readouterr().err
     assert f"{server.url}/db.csv" in err and "no prompt column" in err
@@ -252,9 +258,9 @@ def test_cli_invalid_existing_file_needs_force(server, tmp_path, capsys):
     dest = tmp_path / "benchmark" / "drawbench" / "drawbench.csv"
     dest.parent.mkdir(parents=True)
     dest.write_text("Prompts,Category\n,Colors\n")
-    assert download_prompts.main(["drawbench", *_argv(urls, tmp_path)]) == 1
+    assert download_prompts.main(["drawbench_sheet", *_argv(urls, tmp_path)]) == 1
     assert "--force" in capsys.readouterr().err and server.requests == []
-    assert download_prompts.main(["drawbench", "--force", *_argv(urls, tmp_path)]) == 0
+    assert download_prompts.main(["drawbench_sheet", "--force", *_argv(urls, tmp_path)]) == 0
     assert dest.read_text() == DRAWBENCH_CSV
 
 
@@ -262,6 +268,72 @@ def test_cli_rejects_unknown_targets(tmp_path):
     with pytest.raises(SystemExit) as info:
         download_prompts.main(["imagenet", "--root", str(tmp_path)])
     assert info.value.code == 2
+
+
+# ---------------------------------------------------------------- pinned upstream files
+
+
+def _upstream_json(prompts: list[str], repeats: int = 1) -> bytes:
+    """A file in upstream's conversation format (its drawbench_test_1000.json repeats each prompt 5 times)."""
+    records = [{"id": f"draw_bench_test_{i:05d}", "image_num": 0,
+                "conversations": [{"from": "human", "value": p}, {"from": "gpt", "value": ""}]}
+               for i, p in enumerate(prompts * repeats)]
+    return json.dumps(records, indent=4).encode()
+
+
+def test_pinned_drawbench_is_fetched_and_checked_by_sha256(server, tmp_path):
+    body = _upstream_json(["A red colored car.", "Tcennis rpacket."], repeats=5)
+    server.routes["/db.json"] = ("ok", body)
+    pin = hashlib.sha256(body).hexdigest()
+    dest = download_prompts.fetch_drawbench(tmp_path, f"{server.url}/db.json", sha256=pin, progress=False)
+    assert dest == tmp_path / "benchmark" / "drawbench" / "drawbench_test_1000.json"
+    assert dest.read_bytes() == body
+    assert [r.text for r in load_drawbench(dest)] == ["A red colored car.", "Tcennis rpacket."]
+    # an existing file that was altered is not kept silently
+    dest.write_bytes(body.replace(b"red", b"blue"))
+    with pytest.raises(DownloadError, match="not the pinned"):
+        download_prompts.fetch_drawbench(tmp_path, f"{server.url}/db.json", sha256=pin, progress=False)
+
+
+def test_drawbench_from_a_source_that_is_not_the_pinned_file_is_refused(server, tmp_path, capsys):
+    server.routes["/db.json"] = ("ok", _upstream_json(["A red colored car."], repeats=5))
+    argv = ["drawbench", "--root", str(tmp_path), "--no-progress", "--drawbench-url", f"{server.url}/db.json"]
+    assert download_prompts.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "not the pinned file" in err and download_prompts.DRAWBENCH_SHA256 in err
+    assert _files(tmp_path) == []
+
+
+def test_a_download_larger_than_its_cap_is_stopped(server, tmp_path):
+    body = _upstream_json(["A red colored car."] * 50)
+    server.routes["/db.json"] = ("ok", body)
+    pin = hashlib.sha256(body).hexdigest()
+    with pytest.raises(DownloadError, match=f"more than the {len(body) - 1}"):
+        download_prompts.fetch_drawbench(tmp_path, f"{server.url}/db.json", sha256=pin, progress=False,
+                                         max_bytes=len(body) - 1)
+    assert _files(tmp_path) == []
+
+
+def test_upstream_coco_file_is_checked_by_its_git_object_id(server, tmp_path):
+    body = _upstream_json([f"a caption {i}" for i in range(30)])
+    server.routes["/coco.json"] = ("ok", body)
+    (tmp_path / "blob").write_bytes(body)
+    blob = subprocess.run(["git", "hash-object", str(tmp_path / "blob")], capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+    root = tmp_path / "root"
+    dest = download_prompts.fetch_coco_upstream(root, f"{server.url}/coco.json", git_blob=blob, progress=False)
+    assert dest == root / "dataset" / "coco_captions_30000_upstream.json" and len(load_prompts(dest)) == 30
+    with pytest.raises(DownloadError, match="git object id"):
+        download_prompts.fetch_coco_upstream(root, f"{server.url}/coco.json", git_blob="0" * 40, progress=False,
+                                             force=True)
+    assert dest.read_bytes() == body  # the rejected download left the pinned file as it was
+
+
+def test_pinned_checksums_are_those_of_upstreams_tree():
+    assert len(download_prompts.UPSTREAM_COMMIT) == 40
+    assert download_prompts.UPSTREAM_COMMIT in download_prompts.DRAWBENCH_URL
+    assert download_prompts.UPSTREAM_COMMIT in download_prompts.COCO_UPSTREAM_URL
+    assert len(download_prompts.DRAWBENCH_SHA256) == 64 and len(download_prompts.COCO_UPSTREAM_GIT_BLOB) == 40
 
 
 # ---------------------------------------------------------------- COCO sampler

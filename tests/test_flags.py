@@ -131,15 +131,31 @@ def files(tmp_path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("script", ["run_c2i_train.sh", "run_t2i_train.sh"])
-def test_training_launchers_parse(tmp_path, files, script):
+@pytest.mark.parametrize(("recipe", "logp_guidance"), [(None, "cfg"), ("recommended", "cfg"), ("paper", "cond")])
+def test_training_launchers_parse(tmp_path, files, script, recipe, logp_guidance):
     env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "DATASET": files["prompts.json"], "T5_PATH": "tiny"}
     env["OUTPUT_DIR"] = str(tmp_path / "out")
+    if recipe:
+        env["RECIPE"] = recipe
     argv = _recorded_argv(tmp_path, script, ["--beta", "0.2"], env)
     module = train_c2i if "c2i" in script else train_t2i
     entry = f"{module.__name__}.py"
     model, _, config, rewards = module.parse_args(argv[argv.index(entry) + 1 :])
-    assert model.gpt_ckpt == files["gpt.pt"] and config.bf16 is True and config.beta == 0.2
+    assert model.gpt_ckpt == files["gpt.pt"] and config.bf16 is True and config.beta == 0.2  # the flag wins
     assert len(rewards.reward_funcs) == len(rewards.reward_weights) == 8
+    assert config.logp_guidance == logp_guidance and config.output_dir == str(tmp_path / "out")
+
+
+def test_training_launcher_takes_a_recipe_file_and_refuses_a_missing_one(tmp_path, files):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("gpt_model: GPT-B\nbeta: 0.3\n")
+    env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "RECIPE": str(recipe)}
+    argv = _recorded_argv(tmp_path, "run_c2i_train.sh", [], env)
+    model, _, config, _ = train_c2i.parse_args(argv[argv.index("train_c2i.py") + 1 :])
+    assert (model.gpt_model, config.beta) == ("GPT-B", 0.3)
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        _recorded_argv(tmp_path, "run_c2i_train.sh", [], {**env, "RECIPE": "papr"})
+    assert b"recipe (RECIPE) not found: papr" in info.value.stderr
 
 
 @pytest.mark.parametrize(
@@ -158,3 +174,13 @@ def test_evaluation_launchers_parse(tmp_path, files, script, module, extra_env):
     args = module.parse_args(argv[2:])
     assert args.gpt_ckpt == files["gpt.pt"] and args.cfg_scale == 3.0 and args.bf16 is True
     assert args.ckpt_step == ""  # an empty STEP: the evaluation scripts then pick gpt_final.pt
+
+
+def test_t2i_paper_recipe_trains_on_upstreams_caption_file_by_default(tmp_path, files):
+    if (REPO / "dataset" / "coco_captions_30000_upstream.json").exists():
+        pytest.skip("this checkout has upstream's caption file; the test needs it absent")
+    env = {"GPT_CKPT": files["gpt.pt"], "VQ_CKPT": files["vq.pt"], "T5_PATH": "tiny", "RECIPE": "paper"}
+    with pytest.raises(subprocess.CalledProcessError) as info:
+        _recorded_argv(tmp_path, "run_t2i_train.sh", [], env)
+    stderr = info.value.stderr.decode()
+    assert "coco_captions_30000_upstream.json" in stderr and "download_prompts coco_upstream" in stderr
