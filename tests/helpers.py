@@ -3,6 +3,8 @@ and a scripted HTTP server on 127.0.0.1 for the remote rewards."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import torch
 
 from autoregressive.models.gpt import GPT, ModelArgs
@@ -186,3 +188,25 @@ def detailed_images(n: int, height: int, width: int | None = None, seed: int = 0
     blocks = torch.rand(n, 3, size[0] // 4, size[1] // 4, generator=generator)
     high = torch.nn.functional.interpolate(blocks, size=size, mode="nearest")
     return ((0.7 * low.clamp(0, 1) + 0.3 * high) * 255).round() / 255
+
+
+# The bf16 inference copy's accepted drift on GRPO's log-probs (tests/test_precision.py says why).
+MAX_ABS_DLOGP = 0.15
+MEAN_ABS_DLOGP = 0.03
+MAX_GREEDY_CHANGED = 0.03
+
+# A tiny OpenCLIP architecture for hpsv2's config registry (``add_model_config``), so HPS tests need no download.
+HPS_TINY_ARCH = "hps-test-tiny"
+HPS_TINY_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def no_pretrained_timm():
+    """Patch ``timm.create_model`` to build without pretrained weights (MANIQA's ViT backbone downloads them)."""
+    import timm
+
+    original = timm.create_model
+    return mock.patch("timm.create_model", lambda *a, **k: original(*a, **{**k, "pretrained": False}))

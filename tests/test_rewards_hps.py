@@ -22,14 +22,7 @@ from reward_utils.base import RewardError
 from reward_utils.hps import HPSReward, load_hps
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
-from tests.helpers import smooth_images
-
-TINY_ARCH = "hps-test-tiny"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32, "head_width": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +30,11 @@ def checkpoint(tmp_path_factory):
     from hpsv2.src.open_clip import add_model_config, create_model_and_transforms
 
     directory = tmp_path_factory.mktemp("hps")
-    (directory / f"{TINY_ARCH}.json").write_text(json.dumps(TINY_CONFIG))
-    add_model_config(directory / f"{TINY_ARCH}.json")
+    (directory / f"{HPS_TINY_ARCH}.json").write_text(json.dumps(HPS_TINY_CONFIG))
+    add_model_config(directory / f"{HPS_TINY_ARCH}.json")
     torch.manual_seed(0)
     model, _, _ = create_model_and_transforms(
-        TINY_ARCH, None, precision="amp", device="cpu", output_dict=True
+        HPS_TINY_ARCH, None, precision="amp", device="cpu", output_dict=True
     )
     with torch.no_grad():  # let image content, not the shared embeddings, dominate the random features
         model.visual.conv1.weight.mul_(20)
@@ -52,7 +45,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(checkpoint):
-    return load_hps("v2.1", str(checkpoint), "cpu", arch=TINY_ARCH)
+    return load_hps("v2.1", str(checkpoint), "cpu", arch=HPS_TINY_ARCH)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def reference_score(checkpoint, tmp_path_factory):
     from hpsv2.src.open_clip import create_model_and_transforms
 
     model, _, preprocess_val = create_model_and_transforms(
-        TINY_ARCH, None, precision="amp", device="cpu", output_dict=True, light_augmentation=True
+        HPS_TINY_ARCH, None, precision="amp", device="cpu", output_dict=True, light_augmentation=True
     )
     saved_cache, saved_root = dict(img_score.model_dict), img_score.root_path
     img_score.model_dict.update(model=model, preprocess_val=preprocess_val)
@@ -106,10 +99,10 @@ def test_hps_reward_variants(scorer):
 
 def test_load_hps_errors(tmp_path, checkpoint):
     with pytest.raises(FileNotFoundError, match="nope.pt"):
-        load_hps("v2.1", str(tmp_path / "nope.pt"), "cpu", arch=TINY_ARCH)
+        load_hps("v2.1", str(tmp_path / "nope.pt"), "cpu", arch=HPS_TINY_ARCH)
     with pytest.raises(ValueError, match="unknown HPS version 'v3'"):
-        load_hps("v3", str(checkpoint), "cpu", arch=TINY_ARCH)
+        load_hps("v3", str(checkpoint), "cpu", arch=HPS_TINY_ARCH)
     bare = tmp_path / "bare.pt"
     torch.save({"weights": 1}, bare)
     with pytest.raises(ValueError, match="not an HPS checkpoint"):
-        load_hps("v2.1", str(bare), "cpu", arch=TINY_ARCH)
+        load_hps("v2.1", str(bare), "cpu", arch=HPS_TINY_ARCH)

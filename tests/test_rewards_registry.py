@@ -14,7 +14,7 @@ import torch
 
 import img_gen_grpo_rewards as rewards
 from reward_utils.base import RewardError, RewardFunction
-from tests.helpers import smooth_images, tiny_clip
+from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images, tiny_clip
 from tokenizer.clip_vocab import clip_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,15 +295,13 @@ def test_plain_and_quantized_variants_share_one_model_loaded_from_local_files(tm
 def test_hps_variants_share_one_model(tmp_path):
     from hpsv2.src.open_clip import add_model_config, create_model_and_transforms
 
-    from tests.test_rewards_hps import TINY_ARCH, TINY_CONFIG
-
-    config = tmp_path / f"{TINY_ARCH}.json"
-    config.write_text(json.dumps(TINY_CONFIG))
+    config = tmp_path / f"{HPS_TINY_ARCH}.json"
+    config.write_text(json.dumps(HPS_TINY_CONFIG))
     add_model_config(config)
-    model, _, _ = create_model_and_transforms(TINY_ARCH, None, precision="amp", device="cpu")
+    model, _, _ = create_model_and_transforms(HPS_TINY_ARCH, None, precision="amp", device="cpu")
     checkpoint = tmp_path / "hps.pt"
     torch.save({"state_dict": model.state_dict()}, checkpoint)
-    options = rewards.RewardOptions(hps_checkpoint=str(checkpoint), hps_arch=TINY_ARCH)
+    options = rewards.RewardOptions(hps_checkpoint=str(checkpoint), hps_arch=HPS_TINY_ARCH)
     composer = rewards.build_reward(["hpsv2", "hpsv2_quantize", "hpsv2_text"], options=options, device="cpu")
     assert len({id(f.scorer) for f in composer.functions.values()}) == 1
     with pytest.raises(RewardError, match="hpsv2_text.*captions"):
