@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reward_utils.hf_clip import ClipSimilarityReward, HFClipScorer  # noqa: E402
 from reward_utils.prompt_text import class_prompt  # noqa: E402
 from reward_utils.tensor_transforms import transform_from_hf_processor  # noqa: E402
-from tokenizer.clip_vocab import clip_tokenizer  # noqa: E402  (builds the CLIP vocab offline)
+from reward_utils.clip_vocab import clip_tokenizer  # noqa: E402  (builds the CLIP vocab offline)
 
 ARCHS = {
     "tiny": {  # 2-layer, 32-wide (the tests' model): shows the overhead-bound regime, as on a fast GPU

@@ -297,7 +297,7 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
     from tests.helpers import tiny_clip
-    from tokenizer.clip_vocab import write_clip_tokenizer_files
+    from reward_utils.clip_vocab import write_clip_tokenizer_files
 
     folder = write_clip_tokenizer_files(tmp_path_factory.mktemp("clip"))
     CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)

@@ -24,7 +24,7 @@ from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.tensor_transforms import transform_from_hf_processor
 from tests.helpers import detailed_images, smooth_images, tiny_clip
-from tokenizer.clip_vocab import clip_tokenizer
+from reward_utils.clip_vocab import clip_tokenizer
 
 
 @pytest.fixture(scope="module")
