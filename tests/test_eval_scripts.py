@@ -296,8 +296,8 @@ def test_geneval_via_test_t2i_sh_then_resume(models, tmp_path, capsys):
 def tiny_clip_dir(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
-    from tests.helpers import tiny_clip
     from reward_utils.clip_vocab import write_clip_tokenizer_files
+    from tests.helpers import tiny_clip
 
     folder = write_clip_tokenizer_files(tmp_path_factory.mktemp("clip"))
     CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)

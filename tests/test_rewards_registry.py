@@ -14,8 +14,8 @@ import torch
 
 import img_gen_grpo_rewards as rewards
 from reward_utils.base import RewardError, RewardFunction
-from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images, tiny_clip
 from reward_utils.clip_vocab import clip_tokenizer
+from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images, tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
