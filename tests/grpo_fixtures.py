@@ -101,3 +101,9 @@ def tiny_gpt_ckpt(tmp_path, **kwargs):
     path = tmp_path / "gpt.pt"
     torch.save({"model": model.state_dict()}, path)
     return path
+
+
+def tiny_run_flags(gpt_ckpt, vq_ckpt, output_dir, *extra: str) -> list[str]:
+    """TINY_RUN_FLAGS with the two checkpoints and the output folder, then ``extra``."""
+    paths = ["--gpt_ckpt", str(gpt_ckpt), "--vq_ckpt", str(vq_ckpt), "--output_dir", str(output_dir)]
+    return [*TINY_RUN_FLAGS, *paths, *extra]

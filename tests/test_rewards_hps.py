@@ -19,9 +19,10 @@ import torch
 from torchvision.transforms.functional import to_pil_image
 
 from reward_utils.base import RewardError
-from reward_utils.hps import HPSReward, load_hps
+from reward_utils.hps import load_hps
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
+from reward_utils.similarity import SimilarityReward
 from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images
 
 
@@ -83,18 +84,18 @@ def test_hps_reward_variants(scorer):
     images = smooth_images(4, 256, seed=1)
     labels = [1, 2, 3, 4]
     similarity = scorer.similarity(images, [class_prompt(x) for x in labels])
-    torch.testing.assert_close(HPSReward(scorer, "class", False, "hpsv2")(images, labels), 5 * similarity)
+    torch.testing.assert_close(SimilarityReward(scorer, "class", False, "hpsv2")(images, labels), 5 * similarity)
     torch.testing.assert_close(
-        HPSReward(scorer, "class", True, "hpsv2_quantize")(images, labels),
+        SimilarityReward(scorer, "class", True, "hpsv2_quantize")(images, labels),
         step_map(similarity, (0.0, 0.3, 0.6), (-1.0, 0.5, 1.0, 1.5)),
     )
     captions = ["a cat", "a dog", "a cat", "a bird"]
     text_similarity = scorer.similarity(images, captions)
     torch.testing.assert_close(
-        HPSReward(scorer, "caption", False, "hpsv2_text")(images, captions), 5 * text_similarity
+        SimilarityReward(scorer, "caption", False, "hpsv2_text")(images, captions), 5 * text_similarity
     )
     with pytest.raises(RewardError, match="hpsv2_text"):
-        HPSReward(scorer, "caption", False, "hpsv2_text")(images, labels)
+        SimilarityReward(scorer, "caption", False, "hpsv2_text")(images, labels)
 
 
 def test_load_hps_errors(tmp_path, checkpoint):

@@ -8,7 +8,9 @@ import torch
 import train_c2i
 import train_t2i
 from autoregressive.models.gpt import build_gpt, load_gpt_weights
-from tests.grpo_fixtures import TINY_RUN_FLAGS, tiny_gpt_ckpt, tiny_vq
+from tests.grpo_fixtures import TINY_RUN_FLAGS, tiny_gpt_ckpt, tiny_run_flags, tiny_vq
+
+T2I = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
 
 
 @pytest.fixture()
@@ -21,25 +23,8 @@ def vq_ckpt(tmp_path):
 def test_c2i_cli_trains_saves_and_logs(tmp_path, vq_ckpt):
     gpt = tiny_gpt_ckpt(tmp_path, num_classes=15)
     out = tmp_path / "run"
-    metrics = train_c2i.main(
-        [
-            *TINY_RUN_FLAGS,
-            "--gpt_ckpt",
-            str(gpt),
-            "--vq_ckpt",
-            str(vq_ckpt),
-            "--num_classes",
-            "15",
-            "--reward_funcs",
-            "shapes",
-            "shapes_strict",
-            "--reward_weights",
-            "1",
-            "0.5",
-            "--output_dir",
-            str(out),
-        ]
-    )
+    extra = ["--num_classes", "15", "--reward_funcs", "shapes", "shapes_strict", "--reward_weights", "1", "0.5"]
+    metrics = train_c2i.main(tiny_run_flags(gpt, vq_ckpt, out, *extra))
     assert {"reward/shapes_mean", "reward/shapes_strict_mean", "kl"} <= set(metrics)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -56,47 +41,14 @@ def test_t2i_cli_with_tiny_text_encoder(tmp_path, vq_ckpt):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
     out = tmp_path / "run"
-    metrics = train_t2i.main(
-        [
-            *TINY_RUN_FLAGS,
-            "--gpt_ckpt",
-            str(gpt),
-            "--vq_ckpt",
-            str(vq_ckpt),
-            "--gpt_type",
-            "t2i",
-            "--caption_dim",
-            "32",
-            "--cls_token_num",
-            "48",
-            "--text_encoder",
-            "tiny",
-            "--dataset_name",
-            str(prompts),
-            "--reward_funcs",
-            "shapes",
-            "--output_dir",
-            str(out),
-        ]
-    )
+    extra = [*T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"]
+    metrics = train_t2i.main(tiny_run_flags(gpt, vq_ckpt, out, *extra))
     assert 0.0 <= metrics["reward/shapes_mean"] <= 1.0
 
 
 def test_missing_checkpoint_names_download_and_demo(tmp_path, vq_ckpt, capsys):
     with pytest.raises(SystemExit) as info:
-        train_c2i.main(
-            [
-                *TINY_RUN_FLAGS,
-                "--gpt_ckpt",
-                str(tmp_path / "nope.pt"),
-                "--vq_ckpt",
-                str(vq_ckpt),
-                "--reward_funcs",
-                "shapes",
-                "--output_dir",
-                str(tmp_path / "run"),
-            ]
-        )
+        train_c2i.main(tiny_run_flags(tmp_path / "nope.pt", vq_ckpt, tmp_path / "run", "--reward_funcs", "shapes"))
     message = str(info.value)
     assert "nope.pt" in message and "FoundationVision/LlamaGen" in message and "run_demo.sh" in message
 
@@ -106,22 +58,9 @@ def test_size_mismatch_suggests_the_right_model(tmp_path, vq_ckpt):
     small = build_gpt("GPT-Small", block_size=16, vocab_size=48, num_classes=15)
     path = tmp_path / "small.pt"
     torch.save({"model": small.state_dict()}, path)
+    extra = ["--num_classes", "15", "--reward_funcs", "shapes"]
     with pytest.raises(Exception, match="GPT-Small"):
-        train_c2i.main(
-            [
-                *TINY_RUN_FLAGS,
-                "--gpt_ckpt",
-                str(path),
-                "--vq_ckpt",
-                str(vq_ckpt),
-                "--num_classes",
-                "15",
-                "--reward_funcs",
-                "shapes",
-                "--output_dir",
-                str(tmp_path / "run"),
-            ]
-        )
+        train_c2i.main(tiny_run_flags(path, vq_ckpt, tmp_path / "run", *extra))
 
 
 def test_help_lists_upstream_flag_names(capsys):
@@ -158,9 +97,6 @@ def unloadable(tmp_path):
     gpt.write_bytes(b"not a checkpoint")
     vq.write_bytes(b"not a checkpoint")
     return ["--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq), "--output_dir", str(tmp_path / "run")]
-
-
-T2I = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
 
 
 def test_bad_prompt_file_fails_before_any_model_loads(tmp_path, unloadable):
