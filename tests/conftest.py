@@ -9,8 +9,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# One thread by default: the tiny test models are overhead-bound, and two OpenMP threads competing with any
-# other busy process slow down by 10x or more. CI, alone on the machine, may raise it.
+# One thread by default: the tiny test models are overhead-bound and OpenMP threads competing with another busy
+# process slow them down (docs/environment.md). CI, alone on the machine, may raise it.
 torch.set_num_threads(int(os.environ.get("AR_GRPO_TEST_THREADS", "1")))
 
 

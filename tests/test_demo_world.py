@@ -1,8 +1,8 @@
 """The shapes world of the offline demo: determinism, caption round trip, and the exact evaluator/reward.
 
 The evaluator is the demo's reward and metric, so it is checked on the generator's own clean images
-(>= 99 % required; 100 % measured), on deliberately wrong images (each rejected by the right requirement) and
-on noisy / blurred copies (what a small VQ + GPT produces).
+(>= 99 % required; docs/demo_world.md has the measured rate), on deliberately wrong images (each rejected by
+the right requirement) and on noisy / blurred copies (what a small VQ + GPT produces).
 """
 
 from __future__ import annotations

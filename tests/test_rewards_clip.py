@@ -1,14 +1,12 @@
 """CLIP-family rewards (clip_*, pickscore, aesthetic): the batched tensor path against the per-image PIL path
 that upstream used (``CLIPImageProcessor`` on a PIL image + ``CLIPModel``), on a tiny random-weight CLIP.
 
-Tolerances (measured on this machine, see docs/rewards.md):
-- 224 px images on the 8-bit grid: no resize, so both paths see identical pixels: measured 1.8e-7 in cosine,
-  bound 1e-5;
-- 256 px and 256x384 images: PIL's bicubic vs torch's antialiased uint8 bicubic: measured <= 2.5e-5, bound
-  2e-4, checked to be well under the spread between images (~2e-2); pixel-level: mean 6e-5, max two grey
-  levels;
+Tolerances (docs/rewards.md has the measured differences):
+- 224 px images on the 8-bit grid: no resize, so both paths see identical pixels: bound 1e-5 in cosine;
+- 256 px and 256x384 images: PIL's bicubic vs torch's antialiased uint8 bicubic: bound 2e-4, checked to be
+  well under the spread between images; pixel-level: a mean and a max of two grey levels;
 - float (not 8-bit) inputs add the rounding difference (upstream's ``to_pil_image`` truncates, the tensor path
-  rounds): measured 1.1e-3, bound 3e-3.
+  rounds): bound 3e-3.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ the reference is ``hpsv2.img_score.score(pil_images, prompt, cp=checkpoint)`` wi
 (``model_dict``) holding the same architecture, since the package hard-codes ViT-H-14 there.
 
 hpsv2's transform runs on tensors after ``ToTensor``, so with images on the 8-bit grid both paths see the same
-pixels: the tolerance is float round-off (measured <= 7.5e-8 against a spread of 4e-3..3e-2 between images;
-bound 1e-5), including non-square images.
+pixels: the tolerance is float round-off, including non-square images (docs/rewards.md has the measured
+differences).
 """
 
 from __future__ import annotations

@@ -362,8 +362,8 @@ def qwen():
 
 @pytest.mark.parametrize(("size", "tolerance"), [(56, 1e-6), (64, 0.05)])
 def test_local_judge_tensor_inputs_match_processor_on_pil(qwen, size, tolerance):
-    """56 px needs no resize (identical pixels); 64 px is resized to 56 (8-bit vs float resize, measured
-    0.026 in normalised units)."""
+    """56 px needs no resize (identical pixels); 64 px is resized to 56 (8-bit vs float resize; the measured
+    difference is in docs/rewards.md)."""
     from torchvision.transforms.functional import to_pil_image
 
     model, processor = qwen
