@@ -20,6 +20,14 @@ def _seed_torch():
 
 
 @pytest.fixture(scope="session")
+def clean_t2i():
+    """The demo's evaluator and rewards on clean images: 300 prompts (50 per tag) x 4 scenes, 1200 images."""
+    from demo.dataset import build_t2i
+
+    return build_t2i(num_prompts=300, images_per_prompt=4, seed=123)
+
+
+@pytest.fixture(scope="session")
 def demo_root(tmp_path_factory):
     """One demo output root per test session, so the demo's pretrained models are built once and shared."""
     return tmp_path_factory.mktemp("demo")

@@ -3,11 +3,16 @@ and a scripted HTTP server on 127.0.0.1 for the remote rewards."""
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
 from unittest import mock
 
 import torch
 
 from autoregressive.models.gpt import GPT, ModelArgs
+from reward_utils.remote import RetryPolicy
+from reward_utils.reward_server import RewardServerClient
 
 
 def tiny_gpt(
@@ -210,3 +215,24 @@ def no_pretrained_timm():
 
     original = timm.create_model
     return mock.patch("timm.create_model", lambda *a, **k: original(*a, **{**k, "pretrained": False}))
+
+
+def read_request(headers, body) -> dict:
+    """What the upstream Flask app does (pickle.loads), or the JSON form with base64 images."""
+    if headers.get("Content-Type") == "application/json":
+        data = json.loads(body)
+        data["images"] = [base64.b64decode(b) for b in data["images"]]
+        return data
+    return pickle.loads(body)
+
+
+def deqa_handler(server, path, headers, body):
+    """A DeQA server for ScriptedServer: each image's score is its mean grey level."""
+    data = read_request(headers, body)
+    return 200, "application/octet-stream", pickle.dumps({"outputs": decode_jpeg_means(data["images"])})
+
+
+def server_client(url: str, **kw) -> RewardServerClient:
+    """A reward-server client with short deadlines and quick retries for tests; ``kw`` overrides."""
+    quick = {"timeout": 5.0, "retry": RetryPolicy(attempts=3, backoff=0.05), "batch_size": 2, "max_concurrency": 3}
+    return RewardServerClient(url, **{**quick, **kw})
