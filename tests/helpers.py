@@ -1,5 +1,7 @@
 """Small builders shared by tests: tiny real models (attention made sharp enough to expose bugs), test images,
-and a scripted HTTP server on 127.0.0.1 for the remote rewards."""
+a scripted HTTP server on 127.0.0.1 for the remote rewards (and a DeQA handler and client for it), and the
+constants several test files agree on (bf16 tolerances, the tiny HPS architecture). Test files import from
+here, never from each other."""
 
 from __future__ import annotations
 
