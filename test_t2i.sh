@@ -15,12 +15,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT/sampling/launch.sh"
 
-t2i_setup "$@"
-shift $(( $# < 4 ? $# : 4 ))
 GENEVAL_METADATA="${GENEVAL_METADATA:-$ROOT/benchmark/geneval/prompts/evaluation_metadata.jsonl}"
-require_file "$GENEVAL_METADATA" "GenEval metadata (GENEVAL_METADATA)" \
-    "Fetch it with: python -m dataset.download_prompts geneval"
-OUTDIR="$OUT_ROOT/vis_out_$RUN_NAME"
-
-echo "GenEval images of $MODEL_OR_CKPT${STEP:+ step $STEP}, cfg $CFG, $NPROC process(es) -> $OUTDIR"
-t2i_launch sampling.sample_geneval "$OUTDIR" --metadata_file "$GENEVAL_METADATA" "$@"
+t2i_run "GenEval images" sampling.sample_geneval vis_out_ \
+    --metadata_file "$GENEVAL_METADATA" "GenEval metadata (GENEVAL_METADATA)" geneval "$@"

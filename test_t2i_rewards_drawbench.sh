@@ -16,12 +16,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$ROOT/sampling/launch.sh"
 
-t2i_setup "$@"
-shift $(( $# < 4 ? $# : 4 ))
 DRAWBENCH="${DRAWBENCH:-$ROOT/benchmark/drawbench/drawbench_test_1000.json}"
-require_file "$DRAWBENCH" "DrawBench prompts (DRAWBENCH)" \
-    "Fetch them with: python -m dataset.download_prompts drawbench"
-OUTDIR="$OUT_ROOT/vis_out_drawbench_$RUN_NAME"
-
-echo "DrawBench rewards of $MODEL_OR_CKPT${STEP:+ step $STEP}, cfg $CFG, $NPROC process(es) -> $OUTDIR"
-t2i_launch sampling.drawbench_rewards "$OUTDIR" --prompts "$DRAWBENCH" "$@"
+t2i_run "DrawBench rewards" sampling.drawbench_rewards vis_out_drawbench_ \
+    --prompts "$DRAWBENCH" "DrawBench prompts (DRAWBENCH)" drawbench "$@"

@@ -25,10 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reward_utils.hf_clip import ClipSimilarityReward, HFClipScorer  # noqa: E402
+from reward_utils.clip_vocab import clip_tokenizer  # noqa: E402  (builds the CLIP vocab offline)
+from reward_utils.hf_clip import HFClipScorer, SimilarityReward  # noqa: E402
 from reward_utils.prompt_text import class_prompt  # noqa: E402
 from reward_utils.tensor_transforms import transform_from_hf_processor  # noqa: E402
-from tokenizer.clip_vocab import clip_tokenizer  # noqa: E402  (builds the CLIP vocab offline)
 
 ARCHS = {
     "tiny": {  # 2-layer, 32-wide (the tests' model): shows the overhead-bound regime, as on a fast GPU
@@ -108,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = clip_tokenizer(Path(tmp))
     processor = CLIPImageProcessor()
-    reward = ClipSimilarityReward(
+    reward = SimilarityReward(
         HFClipScorer(model, tokenizer, transform_from_hf_processor(processor)),
         "class",
         False,

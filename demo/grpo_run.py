@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from autoregressive.build import ModelArguments
 from demo.pretrain import DemoModels
@@ -84,19 +84,40 @@ def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
     return path
 
 
-def grpo_config(settings: DemoSettings, output_dir: Path) -> GRPOConfig:
-    """The trainer's settings for the demo: one resumable checkpoint at the end, TensorBoard, a grid every so often."""
+class RolloutSettings(Protocol):
+    """What the demo's settings objects (the demo's and the learning check's) say about a GRPO step."""
+
+    num_generations: int
+    prompts_per_step: int
+    cfg_scale: float
+    learning_rate: float
+    warmup_steps: int
+
+
+def rollout_config(settings: RolloutSettings, output_dir: Path, seed: int, max_steps: int, **options) -> GRPOConfig:
+    """A GRPOConfig of ``settings``' group size, prompts per step, guidance and schedule; ``options`` set the rest."""
     return GRPOConfig(
         output_dir=str(output_dir),
-        seed=settings.seed,
-        max_steps=settings.grpo_steps,
+        seed=seed,
+        max_steps=max_steps,
         num_generations=settings.num_generations,
         per_device_train_batch_size=settings.num_generations * settings.prompts_per_step,
         gen_cfg_cfg_scale=settings.cfg_scale,
-        temperature=settings.temperature,
         learning_rate=settings.learning_rate,
-        beta=settings.beta,
         warmup_steps=settings.warmup_steps,
+        **options,
+    )
+
+
+def grpo_config(settings: DemoSettings, output_dir: Path) -> GRPOConfig:
+    """The trainer's settings for the demo: one resumable checkpoint at the end, TensorBoard, a grid every so often."""
+    return rollout_config(
+        settings,
+        output_dir,
+        settings.seed,
+        settings.grpo_steps,
+        temperature=settings.temperature,
+        beta=settings.beta,
         logp_guidance=settings.logp_guidance,
         scale_rewards=settings.scale_rewards,
         overwrite_output_dir=True,  # a demo re-run replaces its previous GRPO run

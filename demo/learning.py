@@ -27,11 +27,10 @@ import torch
 
 from autoregressive.models.generate import generate
 from demo.evaluator import paired_gain
-from demo.grpo_run import BaseModels, build_trainer, data_arguments, model_arguments
+from demo.grpo_run import BaseModels, build_trainer, data_arguments, model_arguments, rollout_config
 from demo.pretrain import DemoModels, cache_folder, pretrain
 from demo.settings import DemoSettings
 from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
-from grpo.config import GRPOConfig
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 from scripts.flags import parse_flags
@@ -80,21 +79,8 @@ def make_trainer(
         prompt_file = out / "colour_prompts.txt"
         prompt_file.write_text("\n".join(CAPTIONS) + "\n")
     guidance = {} if settings.logp_guidance is None else {"logp_guidance": settings.logp_guidance}
-    config = GRPOConfig(
-        output_dir=str(out / "grpo"),
-        seed=seed,
-        max_steps=settings.steps,
-        num_generations=settings.num_generations,
-        per_device_train_batch_size=settings.num_generations * settings.prompts_per_step,
-        gen_cfg_cfg_scale=settings.cfg_scale,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_steps,
-        beta=0.0,
-        save_steps=0,
-        image_log_steps=0,
-        report_to="none",
-        **guidance,
-    )
+    quiet = {"save_steps": 0, "image_log_steps": 0, "report_to": "none"}
+    config = rollout_config(settings, out / "grpo", seed, settings.steps, beta=0.0, **quiet, **guidance)
     return build_trainer(
         model_arguments(task, models, pretrained),
         data_arguments(task, prompt_file),

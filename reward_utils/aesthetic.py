@@ -12,7 +12,7 @@ from torch import nn
 
 from autoregressive.checkpoint import read_state_dict
 from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option
-from reward_utils.base import Prompt, RewardFunction
+from reward_utils.base import Prompt, RewardFunction, ScorerReward
 from reward_utils.hf_clip import HFClipScorer, shared_hf_clip
 
 AESTHETIC_MLP_URL = "https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac+logos+ava1-l14-linearMSE.pth"
@@ -61,7 +61,7 @@ def load_aesthetic_mlp(path_or_url: str | None, device: torch.device | str) -> A
     return mlp.to(device).eval().requires_grad_(False)
 
 
-class AestheticReward(RewardFunction):
+class AestheticReward(ScorerReward):
     """Predicted aesthetic score (about 1-10) of each image; prompts are ignored."""
 
     name = "aesthetic"
@@ -75,10 +75,6 @@ class AestheticReward(RewardFunction):
             raise ValueError(
                 f"aesthetic MLP expects {expected}-d CLIP embeddings but the CLIP model gives {actual}"
             )
-
-    @property
-    def device(self) -> torch.device:
-        return self.scorer.device
 
     def score(
         self,

@@ -51,6 +51,17 @@ class RewardFunction(ABC):
         return check_scores(self.name, scores, prompts)
 
 
+class ScorerReward(RewardFunction):
+    """A reward computed by a loaded scorer (CLIP, HPS) that may be shared with other rewards: it runs on the
+    scorer's device."""
+
+    scorer: Any
+
+    @property
+    def device(self) -> torch.device:
+        return self.scorer.device
+
+
 def check_scores(name: str, scores: Any, prompts: Sequence[Prompt]) -> torch.Tensor:
     """Reject a wrong count or a non-finite value loudly: a silent zero would poison the advantages."""
     scores = torch.as_tensor(scores, dtype=torch.float32)

@@ -13,9 +13,10 @@ from typing import Any, ClassVar
 import torch
 
 from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
-from reward_utils.base import Prompt, RewardFunction
+from reward_utils.base import Prompt, RewardFunction, ScorerReward
 from reward_utils.prompt_text import PromptKind, prompt_texts
-from reward_utils.scaling import PICKSCORE_DIVISOR, similarity_reward
+from reward_utils.scaling import PICKSCORE_DIVISOR
+from reward_utils.similarity import SimilarityReward
 from reward_utils.tensor_transforms import ImageTransform, transform_from_hf_processor
 
 
@@ -75,7 +76,8 @@ class HFClipScorer:
         index = torch.tensor([unique.index(t) for t in texts], device=features.device)
         return features[index]
 
-    def cosine(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+    def similarity(self, images: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """Cosine similarity ``(B,)`` of each image to its text."""
         return (self.image_embeddings(images) * self.text_embeddings(texts)).sum(-1)
 
 
@@ -99,29 +101,7 @@ def load_hf_clip(model_id: str, device: torch.device | str, processor_id: str | 
     return HFClipScorer(model, tokenizer, transform_from_hf_processor(image_processor))
 
 
-class ClipSimilarityReward(RewardFunction):
-    """``clip_distance``, ``clip_quantize`` (class ids); ``clip_text``, ``clip_text_quantize`` (captions)."""
-
-    def __init__(self, scorer: HFClipScorer, prompt_kind: PromptKind, quantize: bool, name: str):
-        self.scorer, self.prompt_kind, self.quantize, self.name = scorer, prompt_kind, quantize, name
-
-    @property
-    def device(self) -> torch.device:
-        return self.scorer.device
-
-    def similarity(self, images: torch.Tensor, prompts: Sequence[Prompt]) -> torch.Tensor:
-        return self.scorer.cosine(images, prompt_texts(self.name, prompts, self.prompt_kind))
-
-    def score(
-        self,
-        images: torch.Tensor,
-        prompts: Sequence[Prompt],
-        metadata: Sequence[dict[str, Any]] | None = None,
-    ) -> torch.Tensor:
-        return similarity_reward(self.similarity(images, prompts), self.quantize)
-
-
-class PickScoreReward(RewardFunction):
+class PickScoreReward(ScorerReward):
     """``pickscore``: PickScore_v1 logit (``logit_scale * cosine``) / 26, captions only."""
 
     name = "pickscore"
@@ -129,17 +109,13 @@ class PickScoreReward(RewardFunction):
     def __init__(self, scorer: HFClipScorer):
         self.scorer = scorer
 
-    @property
-    def device(self) -> torch.device:
-        return self.scorer.device
-
     def score(
         self,
         images: torch.Tensor,
         prompts: Sequence[Prompt],
         metadata: Sequence[dict[str, Any]] | None = None,
     ) -> torch.Tensor:
-        cosine = self.scorer.cosine(images, prompt_texts(self.name, prompts, "caption"))
+        cosine = self.scorer.similarity(images, prompt_texts(self.name, prompts, "caption"))
         logit_scale = self.scorer.model.logit_scale.exp().float()
         return logit_scale * cosine / PICKSCORE_DIVISOR
 
@@ -166,7 +142,7 @@ def shared_hf_clip(
 
 def _clip_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:
     def build(options: ClipOptions, cache: ModelCache) -> RewardFunction:
-        return ClipSimilarityReward(shared_hf_clip(options, cache, options.clip_model), prompt_kind, quantize, name)
+        return SimilarityReward(shared_hf_clip(options, cache, options.clip_model), prompt_kind, quantize, name)
 
     return build
 

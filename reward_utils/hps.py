@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from autoregressive.checkpoint import read_torch_file
 from reward_utils.backend import BackendOptions, ModelCache, RewardFactory, option, similarity_variants
-from reward_utils.base import Prompt, RewardFunction
-from reward_utils.prompt_text import PromptKind, prompt_texts
-from reward_utils.scaling import similarity_reward
+from reward_utils.base import RewardFunction
+from reward_utils.prompt_text import PromptKind
+from reward_utils.similarity import SimilarityReward
 from reward_utils.tensor_transforms import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, ImageTransform
 
 HPS_CHECKPOINTS = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
@@ -94,26 +94,6 @@ def load_hps(
     return HPSScorer(model, get_tokenizer(arch), hps_transform(model))
 
 
-class HPSReward(RewardFunction):
-    """``hpsv2`` / ``hpsv2_quantize`` (class ids) and ``hpsv2_text`` / ``hpsv2_text_quantize`` (captions)."""
-
-    def __init__(self, scorer: HPSScorer, prompt_kind: PromptKind, quantize: bool, name: str):
-        self.scorer, self.prompt_kind, self.quantize, self.name = scorer, prompt_kind, quantize, name
-
-    @property
-    def device(self) -> torch.device:
-        return self.scorer.device
-
-    def score(
-        self,
-        images: torch.Tensor,
-        prompts: Sequence[Prompt],
-        metadata: Sequence[dict[str, Any]] | None = None,
-    ) -> torch.Tensor:
-        similarity = self.scorer.similarity(images, prompt_texts(self.name, prompts, self.prompt_kind))
-        return similarity_reward(similarity, self.quantize)
-
-
 @dataclass
 class HPSOptions(BackendOptions):
     PATHS: ClassVar[dict[str, str]] = {"hps_checkpoint": "file"}
@@ -127,7 +107,7 @@ def _hps_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFa
     def build(o: HPSOptions, cache: ModelCache) -> RewardFunction:
         key = ("hps", o.hps_version, o.hps_checkpoint, o.hps_arch, str(o.device()))
         scorer = cache.get(key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch))
-        return HPSReward(scorer, prompt_kind, quantize, name)
+        return SimilarityReward(scorer, prompt_kind, quantize, name)
 
     return build
 

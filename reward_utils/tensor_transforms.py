@@ -27,8 +27,8 @@ class ImageTransform:
     ``ResizeMaxSize``), then zero padding to a ``size`` square.
 
     ``eight_bit=True`` mirrors processors that work on 8-bit images (PIL in HF CLIP and ImageReward): the batch
-    is rounded to uint8, resized to uint8 (on CPU with torch's native uint8 kernel, about 2.5x faster than the
-    float one; elsewhere in float, then rounded and clipped) and normalised from there. ``eight_bit=False``
+    is rounded to uint8, resized to uint8 (on CPU with torch's native uint8 kernel, faster than the float one:
+    docs/rewards.md; elsewhere in float, then rounded and clipped) and normalised from there. ``eight_bit=False``
     resizes the floats as they are (hpsv2 resizes after ``ToTensor``).
     """
 

@@ -36,13 +36,15 @@ from sampling.common import (
 )
 from sampling.images import images_to_tensor, read_png
 from sampling.prompt_folders import (
+    T2I_DEFAULTS,
+    PromptImagesArguments,
     lines_digest,
     make_prompt_images,
     prepare_prompt_folders,
     prompt_folder,
     sample_path,
 )
-from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
+from sampling.sampler import resolve_model_files, text_encoder_record
 from scripts.flags import parse_flags
 
 DEFAULT_REWARDS = ("clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic")
@@ -76,10 +78,9 @@ METRICS: dict[str, tuple[str, float]] = {
 
 
 @dataclass(kw_only=True)
-class DrawBenchArguments(SamplerArguments, RewardArguments):
+class DrawBenchArguments(PromptImagesArguments, RewardArguments):
     prompts: str = field(metadata={"help": "DrawBench prompts: the sheet CSV or upstream's JSON"})
     outdir: str = field(metadata={"help": "folder for images, per-prompt scores and the summary"})
-    n_samples: int = field(default=4, metadata={"help": "images per prompt"})
     keep_repeats: bool = field(
         default=False,
         metadata={
@@ -96,11 +97,6 @@ class DrawBenchArguments(SamplerArguments, RewardArguments):
         metadata={"help": f"UnifiedReward server base URL (env {URL_ENVS['unifiedreward_url']}); adds unifiedreward"},
     )
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_samples < 1:
-            raise ValueError(f"--n_samples must be >= 1, got {self.n_samples}")
-
     def reward_options(self) -> RewardOptions:
         """The backend options alone (what the rewards load with, and what the stored scores depend on); an
         unset server address falls back to RewardOptions' default (its env variable)."""
@@ -109,8 +105,7 @@ class DrawBenchArguments(SamplerArguments, RewardArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> DrawBenchArguments:
-    defaults = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
-    (args,) = parse_flags([DrawBenchArguments], argv, description=__doc__, **defaults)
+    (args,) = parse_flags([DrawBenchArguments], argv, description=__doc__, **T2I_DEFAULTS)
     return args
 
 

@@ -70,7 +70,7 @@ launch_module() {
 
 # t2i_setup MODEL_OR_CKPT GPU STEP CFG: what test_t2i.sh and test_t2i_rewards_drawbench.sh share.
 # Sets the four positional values, the environment defaults (LlamaGen's t2i GPT-XL at 256 px), checks the
-# model, VQ and text encoder, and picks the devices. The caller then shifts its four positional arguments.
+# model, VQ and text encoder, and picks the devices.
 t2i_setup() {
     MODEL_OR_CKPT="${1:-$ROOT/pretrained_models/t2i_XL_stage1_256.pt}"
     GPU="${2:-}"
@@ -110,4 +110,19 @@ t2i_launch() {
         --seed "$SEED" \
         --outdir "$outdir" \
         "$@"
+}
+
+# t2i_run LABEL MODULE OUTDIR_PREFIX PROMPTS_FLAG PROMPTS_FILE PROMPTS_WHAT DATASET MODEL_OR_CKPT GPU STEP CFG ARGS...:
+# the body of test_t2i.sh and test_t2i_rewards_drawbench.sh. t2i_setup, then check the prompt file (DATASET names
+# the download_prompts set that fetches it), say what runs, and launch MODULE into OUT_ROOT/<OUTDIR_PREFIX><RUN_NAME>
+# with PROMPTS_FLAG PROMPTS_FILE and the remaining ARGS.
+t2i_run() {
+    local label="$1" module="$2" prefix="$3" flag="$4" prompts="$5" what="$6" dataset="$7" outdir
+    shift 7
+    t2i_setup "$@"
+    shift $(( $# < 4 ? $# : 4 ))
+    require_file "$prompts" "$what" "Fetch it with: python -m dataset.download_prompts $dataset"
+    outdir="$OUT_ROOT/$prefix$RUN_NAME"
+    echo "$label of $MODEL_OR_CKPT${STEP:+ step $STEP}, cfg $CFG, $NPROC process(es) -> $outdir"
+    t2i_launch "$module" "$outdir" "$flag" "$prompts" "$@"
 }

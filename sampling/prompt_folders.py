@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -22,6 +23,21 @@ from autoregressive.build import build_text_encoder
 from sampling.common import ProcessLayout, batches
 from sampling.images import save_png
 from sampling.sampler import SamplerArguments, build_sampler
+
+T2I_DEFAULTS = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
+"""Flag defaults of the scripts that fill prompt folders (LlamaGen's text-to-image sampling settings)."""
+
+
+@dataclass(kw_only=True)
+class PromptImagesArguments(SamplerArguments):
+    """Flags of a script that writes ``--n_samples`` images per prompt into prompt folders."""
+
+    n_samples: int = field(default=4, metadata={"help": "images per prompt (GenEval uses 4)"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_samples < 1:
+            raise ValueError(f"--n_samples must be >= 1, got {self.n_samples}")
 
 METADATA_FILE = "metadata.jsonl"
 SAMPLES_DIR = "samples"

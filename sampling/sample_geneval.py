@@ -20,26 +20,25 @@ from sampling.common import (
     run_in_processes,
     sampling_record,
 )
-from sampling.prompt_folders import lines_digest, make_prompt_images, prepare_prompt_folders
-from sampling.sampler import SamplerArguments, resolve_model_files, text_encoder_record
+from sampling.prompt_folders import (
+    T2I_DEFAULTS,
+    PromptImagesArguments,
+    lines_digest,
+    make_prompt_images,
+    prepare_prompt_folders,
+)
+from sampling.sampler import resolve_model_files, text_encoder_record
 from scripts.flags import parse_flags
 
 
 @dataclass(kw_only=True)
-class GenEvalArguments(SamplerArguments):
+class GenEvalArguments(PromptImagesArguments):
     metadata_file: str = field(metadata={"help": "GenEval's prompts/evaluation_metadata.jsonl"})
     outdir: str = field(metadata={"help": "image folder for GenEval's evaluate_images.py"})
-    n_samples: int = field(default=4, metadata={"help": "images per prompt (GenEval uses 4)"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.n_samples < 1:
-            raise ValueError(f"--n_samples must be >= 1, got {self.n_samples}")
 
 
 def parse_args(argv: list[str] | None = None) -> GenEvalArguments:
-    defaults = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
-    (args,) = parse_flags([GenEvalArguments], argv, description=__doc__, **defaults)
+    (args,) = parse_flags([GenEvalArguments], argv, description=__doc__, **T2I_DEFAULTS)
     return args
 
 

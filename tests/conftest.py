@@ -9,14 +9,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# One thread by default: the tiny test models are overhead-bound, and two OpenMP threads competing with any
-# other busy process slow down by 10x or more. CI, alone on the machine, may raise it.
+# One thread by default: the tiny test models are overhead-bound and OpenMP threads competing with another busy
+# process slow them down (docs/environment.md). CI, alone on the machine, may raise it.
 torch.set_num_threads(int(os.environ.get("AR_GRPO_TEST_THREADS", "1")))
 
 
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def clean_t2i():
+    """The demo's evaluator and rewards on clean images: 300 prompts (50 per tag) x 4 scenes, 1200 images."""
+    from demo.dataset import build_t2i
+
+    return build_t2i(num_prompts=300, images_per_prompt=4, seed=123)
 
 
 @pytest.fixture(scope="session")

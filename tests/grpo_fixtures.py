@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from autoregressive.models.gpt import build_gpt
 from grpo.config import GRPOConfig
 from grpo.prompt_sources import ClassPrompts
 from grpo_trainer import GRPOTrainer
@@ -12,6 +13,35 @@ from tokenizer.vq_model import VQ_Tiny, VQModel
 
 VOCAB = 48
 IMAGE_SIZE, DOWNSAMPLE = 16, 4
+
+
+# Flags of a tiny train_c2i.py / train_t2i.py run (GPT-Tiny, VQ-Tiny, 2 steps, saving and logging every step).
+TINY_RUN_FLAGS = [
+    "--gpt_model",
+    "GPT-Tiny",
+    "--codebook_size",
+    "48",
+    "--image_size",
+    "16",
+    "--downsample_size",
+    "4",
+    "--vq_model",
+    "VQ-Tiny",
+    "--max_steps",
+    "2",
+    "--num_generations",
+    "4",
+    "--per_device_train_batch_size",
+    "8",
+    "--report_to",
+    "none",
+    "--image_log_steps",
+    "1",
+    "--save_steps",
+    "1",
+    "--beta",
+    "0.1",
+]
 
 
 def tiny_vq(seed: int = 0) -> VQModel:
@@ -62,3 +92,18 @@ def make_trainer(output_dir, reward=brightness_reward, accelerator=None, **overr
 
 def flat_params(trainer: GRPOTrainer) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in trainer.policy.parameters()])
+
+
+def tiny_gpt_ckpt(tmp_path, **kwargs):
+    """A GPT-Tiny checkpoint file matching TINY_RUN_FLAGS (``kwargs`` go to ``build_gpt``)."""
+    torch.manual_seed(0)
+    model = build_gpt("GPT-Tiny", block_size=16, vocab_size=48, **kwargs)
+    path = tmp_path / "gpt.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+def tiny_run_flags(gpt_ckpt, vq_ckpt, output_dir, *extra: str) -> list[str]:
+    """TINY_RUN_FLAGS with the two checkpoints and the output folder, then ``extra``."""
+    paths = ["--gpt_ckpt", str(gpt_ckpt), "--vq_ckpt", str(vq_ckpt), "--output_dir", str(output_dir)]
+    return [*TINY_RUN_FLAGS, *paths, *extra]

@@ -1,11 +1,20 @@
 """Small builders shared by tests: tiny real models (attention made sharp enough to expose bugs), test images,
-and a scripted HTTP server on 127.0.0.1 for the remote rewards."""
+a scripted HTTP server on 127.0.0.1 for the remote rewards (and a DeQA handler and client for it), and the
+constants several test files agree on (bf16 tolerances, the tiny HPS architecture). Test files import from
+here, never from each other."""
 
 from __future__ import annotations
+
+import base64
+import json
+import pickle
+from unittest import mock
 
 import torch
 
 from autoregressive.models.gpt import GPT, ModelArgs
+from reward_utils.remote import RetryPolicy
+from reward_utils.reward_server import RewardServerClient
 
 
 def tiny_gpt(
@@ -186,3 +195,46 @@ def detailed_images(n: int, height: int, width: int | None = None, seed: int = 0
     blocks = torch.rand(n, 3, size[0] // 4, size[1] // 4, generator=generator)
     high = torch.nn.functional.interpolate(blocks, size=size, mode="nearest")
     return ((0.7 * low.clamp(0, 1) + 0.3 * high) * 255).round() / 255
+
+
+# The bf16 inference copy's accepted drift on GRPO's log-probs (tests/test_precision.py says why).
+MAX_ABS_DLOGP = 0.15
+MEAN_ABS_DLOGP = 0.03
+MAX_GREEDY_CHANGED = 0.03
+
+# A tiny OpenCLIP architecture for hpsv2's config registry (``add_model_config``), so HPS tests need no download.
+HPS_TINY_ARCH = "hps-test-tiny"
+HPS_TINY_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 32, "patch_size": 32, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+}
+
+
+def no_pretrained_timm():
+    """Patch ``timm.create_model`` to build without pretrained weights (MANIQA's ViT backbone downloads them)."""
+    import timm
+
+    original = timm.create_model
+    return mock.patch("timm.create_model", lambda *a, **k: original(*a, **{**k, "pretrained": False}))
+
+
+def read_request(headers, body) -> dict:
+    """What the upstream Flask app does (pickle.loads), or the JSON form with base64 images."""
+    if headers.get("Content-Type") == "application/json":
+        data = json.loads(body)
+        data["images"] = [base64.b64decode(b) for b in data["images"]]
+        return data
+    return pickle.loads(body)
+
+
+def deqa_handler(server, path, headers, body):
+    """A DeQA server for ScriptedServer: each image's score is its mean grey level."""
+    data = read_request(headers, body)
+    return 200, "application/octet-stream", pickle.dumps({"outputs": decode_jpeg_means(data["images"])})
+
+
+def server_client(url: str, **kw) -> RewardServerClient:
+    """A reward-server client with short deadlines and quick retries for tests; ``kw`` overrides."""
+    quick = {"timeout": 5.0, "retry": RetryPolicy(attempts=3, backoff=0.05), "batch_size": 2, "max_concurrency": 3}
+    return RewardServerClient(url, **{**quick, **kw})

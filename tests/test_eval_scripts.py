@@ -26,7 +26,6 @@ from autoregressive.models.generate import SamplingConfig, generate
 from autoregressive.models.gpt import build_gpt
 from autoregressive.models.seeding import sample_generators
 from sampling import drawbench_rewards, sample_c2i_fid, sample_geneval
-from sampling.common import resolve_gpt_checkpoint
 from tokenizer.vq_model import VQ_Tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,29 +200,6 @@ def test_shell_scripts_fail_early_naming_the_download(models, tmp_path):
     assert not list(tmp_path.glob("vis_out*")), "nothing may be written before the inputs are checked"
 
 
-def test_resolve_gpt_checkpoint(tmp_path):
-    weights = tmp_path / "c2i.pt"
-    weights.write_bytes(b"x")
-    assert resolve_gpt_checkpoint(weights) == weights
-    with pytest.raises(ValueError, match="STEP 300 was given"):
-        resolve_gpt_checkpoint(weights, "300")
-    run = tmp_path / "run"
-    for step in (100, 200):
-        (run / f"checkpoint-{step}").mkdir(parents=True)
-        (run / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"x")
-    (run / "checkpoint-300").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no gpt_final.pt .*available steps: 100, 200, 300"):
-        resolve_gpt_checkpoint(run)
-    assert resolve_gpt_checkpoint(run, "200") == run / "checkpoint-200" / "model.safetensors"
-    assert resolve_gpt_checkpoint(run / "checkpoint-100") == run / "checkpoint-100" / "model.safetensors"
-    with pytest.raises(FileNotFoundError, match="no checkpoint-50 folder"):
-        resolve_gpt_checkpoint(run, "50")
-    with pytest.raises(FileNotFoundError, match="no model weights"):
-        resolve_gpt_checkpoint(run, "latest")  # checkpoint-300 has no weights
-    (run / "gpt_final.pt").write_bytes(b"x")
-    assert resolve_gpt_checkpoint(run, "") == run / "gpt_final.pt"
-
-
 # --------------------------------------------------------------------------------------------- GenEval
 def geneval_lines() -> list[str]:
     """Real GenEval lines of three tasks, plus one re-serialized compactly: the copy must stay byte-exact."""
@@ -296,8 +272,8 @@ def test_geneval_via_test_t2i_sh_then_resume(models, tmp_path, capsys):
 def tiny_clip_dir(tmp_path_factory) -> Path:
     from transformers import CLIPImageProcessor, CLIPTokenizer
 
+    from reward_utils.clip_vocab import write_clip_tokenizer_files
     from tests.helpers import tiny_clip
-    from tokenizer.clip_vocab import write_clip_tokenizer_files
 
     folder = write_clip_tokenizer_files(tmp_path_factory.mktemp("clip"))
     CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt")).save_pretrained(folder)
@@ -356,60 +332,3 @@ def test_drawbench_rewards_json_table_and_resume(models, tiny_clip_dir, tmp_path
 
     drawbench_rewards.main([*argv, "--hps_version", "v2.0"])  # other reward settings: stored scores are stale
     assert "3 of 3 prompts to score" in capsys.readouterr().out
-
-
-def test_drawbench_default_rewards_add_servers_when_addressed(monkeypatch):
-    base = ["--gpt_ckpt", "x.pt", "--vq_ckpt", "vq.pt", "--prompts", "p.csv", "--outdir", "o"]
-    for var in ("DEQA_URL", "UNIFIEDREWARD_URL"):
-        monkeypatch.delenv(var, raising=False)
-    names = drawbench_rewards.reward_names(drawbench_rewards.parse_args(base))
-    assert names == ["clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic"]
-    monkeypatch.setenv("DEQA_URL", "http://127.0.0.1:1")
-    args = drawbench_rewards.parse_args([*base, "--unifiedreward_url", "http://127.0.0.1:2"])
-    assert drawbench_rewards.reward_names(args)[-2:] == ["deqa", "unifiedreward"]
-    args = drawbench_rewards.parse_args([*base, "--reward_funcs", "pickscore"])
-    assert drawbench_rewards.reward_names(args) == ["pickscore"]
-
-
-# ------------------------------------------------------------------------------------------------- layers
-@pytest.mark.parametrize(
-    ("modules", "forbidden"),
-    [
-        (
-            ["sampling.sample_c2i_fid", "sampling.sample_geneval", "sampling.drawbench_rewards", "fid_evaluation"],
-            ["grpo", "grpo_trainer", "train_c2i", "train_t2i"],
-        ),
-        (
-            ["autoregressive.build", "autoregressive.run_layout"],
-            ["grpo", "grpo_trainer", "img_gen_grpo_rewards", "reward_utils", "sampling", "evaluation", "demo"],
-        ),
-    ],
-)
-def test_evaluation_and_models_do_not_import_the_trainer(modules, forbidden):
-    """Evaluation reads a run's folder through autoregressive/run_layout.py, never through the trainer package."""
-    code = (
-        "import importlib, json, sys\n"
-        f"for name in {modules!r}: importlib.import_module(name)\n"
-        "print(json.dumps(sorted(sys.modules)))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    loaded = {name.split(".")[0] for name in json.loads(result.stdout.splitlines()[-1])}
-    assert not loaded & set(forbidden), f"{modules} import {sorted(loaded & set(forbidden))}"
-
-
-def test_the_evaluation_side_finds_what_the_trainer_writes(tmp_path):
-    """One layout module: the folders and files a training run writes are the ones the evaluation scripts load."""
-    from safetensors.torch import load_file
-
-    from autoregressive.run_layout import FINAL_MODEL, MODEL_FILE, checkpoint_dir
-    from tests.grpo_fixtures import make_trainer
-
-    trainer = make_trainer(tmp_path, max_steps=2, save_steps=1)
-    trainer.train()
-    assert resolve_gpt_checkpoint(tmp_path) == tmp_path / FINAL_MODEL
-    assert resolve_gpt_checkpoint(tmp_path, "latest") == checkpoint_dir(tmp_path, 2) / MODEL_FILE
-    assert resolve_gpt_checkpoint(checkpoint_dir(tmp_path, 1)) == checkpoint_dir(tmp_path, 1) / MODEL_FILE
-    final = torch.load(tmp_path / FINAL_MODEL, weights_only=True)["model"]
-    latest = load_file(checkpoint_dir(tmp_path, 2) / MODEL_FILE)
-    assert final.keys() == latest.keys() and all(torch.equal(final[k], latest[k]) for k in final)

@@ -14,7 +14,7 @@ from grpo.checkpointing import list_checkpoints
 from grpo.loss import grpo_loss
 from grpo_trainer import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from tests.grpo_fixtures import brightness_reward, flat_params, make_trainer
-from tests.helpers import tiny_gpt
+from tests.helpers import MAX_ABS_DLOGP, tiny_gpt
 
 
 def _metrics(path):
@@ -292,7 +292,6 @@ def fresh_accelerate_state():
 
 
 def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_path, fresh_accelerate_state):
-    from tests.test_precision import MAX_ABS_DLOGP
 
     trainer = make_trainer(tmp_path, bf16=True, num_iterations=2, beta=0.1, top_k=0, max_steps=2)
     assert not trainer.sampler_is_policy  # bf16 cached and teacher-forced passes round differently

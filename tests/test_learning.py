@@ -4,9 +4,8 @@
 the colour the prompt names, through the training scripts' own wiring. A pass needs, on each of three seeds,
 the overall reward to rise by at least MIN_Z paired standard errors over the same prompts and seeds, and every
 colour to rise by MIN_Z on every seed but at most one (seed, colour) cell per task: a policy that paints
-everything one colour loses several colours, and one lucky trajectory cannot pass. (The spare cell is
-measured: on the 2-thread c2i seed-1 base the default lost blue, 0.08 -> 0.05, in one of 30 cells; upstream's
-``cond`` log-probs lost four cells of c2i's 15 in the 1-thread runs of docs/trainer.md.) The control trains on
+everything one colour loses several colours, and one lucky trajectory cannot pass (docs/trainer.md has the
+runs that set the spare cell and show upstream's ``cond`` log-probs failing). The control trains on
 rewards shuffled across the rollout's samples and must not gain: the statistic measures learning from the
 reward, not drift.
 """

@@ -18,11 +18,7 @@ from autoregressive.models.generate import (
     token_logprobs,
 )
 from autoregressive.models.precision import inference_copy, refresh_from
-from tests.helpers import t2i_condition, tiny_gpt
-
-MAX_ABS_DLOGP = 0.15
-MEAN_ABS_DLOGP = 0.03
-MAX_GREEDY_CHANGED = 0.03
+from tests.helpers import MAX_ABS_DLOGP, MAX_GREEDY_CHANGED, MEAN_ABS_DLOGP, t2i_condition, tiny_gpt
 
 
 def _conditions(model, batch):

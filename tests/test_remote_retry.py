@@ -1,6 +1,6 @@
 """The remote rewards' retry schedule is urllib3's ``Retry``: first retry at once, then exponential backoff with
 jitter, capped, within the request's total deadline. (Servers, ``Retry-After`` and deadlines end to end are in
-tests/test_rewards_servers.py.)"""
+tests/test_rewards_hostile_servers.py.)"""
 
 import asyncio
 import time

@@ -1,14 +1,12 @@
 """CLIP-family rewards (clip_*, pickscore, aesthetic): the batched tensor path against the per-image PIL path
 that upstream used (``CLIPImageProcessor`` on a PIL image + ``CLIPModel``), on a tiny random-weight CLIP.
 
-Tolerances (measured on this machine, see docs/rewards.md):
-- 224 px images on the 8-bit grid: no resize, so both paths see identical pixels: measured 1.8e-7 in cosine,
-  bound 1e-5;
-- 256 px and 256x384 images: PIL's bicubic vs torch's antialiased uint8 bicubic: measured <= 2.5e-5, bound
-  2e-4, checked to be well under the spread between images (~2e-2); pixel-level: mean 6e-5, max two grey
-  levels;
+Tolerances (docs/rewards.md has the measured differences):
+- 224 px images on the 8-bit grid: no resize, so both paths see identical pixels: bound 1e-5 in cosine;
+- 256 px and 256x384 images: PIL's bicubic vs torch's antialiased uint8 bicubic: bound 2e-4, checked to be
+  well under the spread between images; pixel-level: a mean and a max of two grey levels;
 - float (not 8-bit) inputs add the rounding difference (upstream's ``to_pil_image`` truncates, the tensor path
-  rounds): measured 1.1e-3, bound 3e-3.
+  rounds): bound 3e-3.
 """
 
 from __future__ import annotations
@@ -19,12 +17,12 @@ from torchvision.transforms.functional import to_pil_image
 
 from reward_utils.aesthetic import AestheticMLP, AestheticReward, load_aesthetic_mlp
 from reward_utils.base import RewardError
-from reward_utils.hf_clip import ClipSimilarityReward, HFClipScorer, PickScoreReward
+from reward_utils.clip_vocab import clip_tokenizer
+from reward_utils.hf_clip import HFClipScorer, PickScoreReward, SimilarityReward
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.tensor_transforms import transform_from_hf_processor
 from tests.helpers import detailed_images, smooth_images, tiny_clip
-from tokenizer.clip_vocab import clip_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,7 @@ def reference_cosine(parts, images, texts) -> torch.Tensor:
 def test_batched_cosine_matches_per_image_processor_path(parts, scorer, height, width, tolerance):
     images = smooth_images(6, height, width, seed=height + width)
     texts = [class_prompt(1), class_prompt(207), "a red car on a street"] * 2
-    batched = scorer.cosine(images, texts)
+    batched = scorer.similarity(images, texts)
     reference = reference_cosine(parts, images, texts)
     diff = (batched - reference).abs().max().item()
     print(f"clip {height}x{width}: max |diff| {diff:.2e}, spread {reference[0::3].std().item():.2e}")
@@ -100,7 +98,7 @@ def test_tensor_transform_matches_processor_pixels(parts, height, width):
 def test_float_inputs_within_quantisation_bound(parts, scorer):
     images = smooth_images(4, 256, seed=3, quantize=False)
     texts = ["a photo of a cat"] * 4
-    diff = (scorer.cosine(images, texts) - reference_cosine(parts, images, texts)).abs().max().item()
+    diff = (scorer.similarity(images, texts) - reference_cosine(parts, images, texts)).abs().max().item()
     print(f"clip float inputs: max |diff| {diff:.2e}")
     assert diff <= 3e-3
 
@@ -113,7 +111,7 @@ def test_wrong_normalisation_is_detected(parts):
     wrong = replace(transform_from_hf_processor(processor), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     images = smooth_images(4, 256, seed=5)
     texts = ["a photo of a cat"] * 4
-    diff = HFClipScorer(model, tokenizer, wrong).cosine(images, texts) - reference_cosine(
+    diff = HFClipScorer(model, tokenizer, wrong).similarity(images, texts) - reference_cosine(
         parts, images, texts
     )
     assert diff.abs().max().item() > 1e-3
@@ -122,9 +120,9 @@ def test_wrong_normalisation_is_detected(parts):
 def test_clip_rewards_scale_and_bins(scorer):
     images = smooth_images(4, 256, seed=7)
     prompts = [0, 1, 2, 3]
-    similarity = scorer.cosine(images, [class_prompt(p) for p in prompts])
-    plain = ClipSimilarityReward(scorer, "class", quantize=False, name="clip_distance")(images, prompts)
-    binned = ClipSimilarityReward(scorer, "class", quantize=True, name="clip_quantize")(images, prompts)
+    similarity = scorer.similarity(images, [class_prompt(p) for p in prompts])
+    plain = SimilarityReward(scorer, "class", quantize=False, name="clip_distance")(images, prompts)
+    binned = SimilarityReward(scorer, "class", quantize=True, name="clip_quantize")(images, prompts)
     torch.testing.assert_close(plain, 5 * similarity)
     torch.testing.assert_close(binned, step_map(similarity, (0.0, 0.3, 0.6), (-1.0, 0.5, 1.0, 1.5)))
 
@@ -132,17 +130,17 @@ def test_clip_rewards_scale_and_bins(scorer):
 def test_prompt_kind_is_enforced(scorer):
     images = smooth_images(2, 224)
     with pytest.raises(RewardError, match=r"clip_distance.*class ids.*'a cat'"):
-        ClipSimilarityReward(scorer, "class", False, "clip_distance")(images, [3, "a cat"])
+        SimilarityReward(scorer, "class", False, "clip_distance")(images, [3, "a cat"])
     with pytest.raises(RewardError, match=r"clip_text.*captions.*prompt #0 is 7"):
-        ClipSimilarityReward(scorer, "caption", False, "clip_text")(images, [7, "a cat"])
+        SimilarityReward(scorer, "caption", False, "clip_text")(images, [7, "a cat"])
     with pytest.raises(RewardError, match="outside"):
-        ClipSimilarityReward(scorer, "class", False, "clip_distance")(images, [3, 1000])
+        SimilarityReward(scorer, "class", False, "clip_distance")(images, [3, 1000])
 
 
 def test_repeated_prompts_are_encoded_once_and_consistently(scorer):
     images = smooth_images(4, 224, seed=11)
-    grouped = scorer.cosine(images, ["a dog"] * 2 + ["a cat"] * 2)
-    separate = torch.cat([scorer.cosine(images[:2], ["a dog"] * 2), scorer.cosine(images[2:], ["a cat"] * 2)])
+    grouped = scorer.similarity(images, ["a dog"] * 2 + ["a cat"] * 2)
+    separate = torch.cat([scorer.similarity(images[:2], ["a dog"] * 2), scorer.similarity(images[2:], ["a cat"] * 2)])
     torch.testing.assert_close(grouped, separate, atol=1e-6, rtol=0)
 
 

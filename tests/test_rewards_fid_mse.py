@@ -46,8 +46,8 @@ def test_group_fid_reward(inception, tmp_path):
 
 @pytest.mark.parametrize("n", [2, 16])
 def test_fast_group_fid_equals_torch_fidelity(n):
-    """The N x N trace formulation against torch-fidelity's D x D eigendecomposition (D = 256 keeps it fast;
-    at D = 2048 torch-fidelity takes ~27 s per call here, the fast form ~30 ms)."""
+    """The N x N trace formulation against torch-fidelity's D x D eigendecomposition (D = 256 keeps the
+    reference fast; docs/rewards.md times both at D = 2048)."""
     from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
     generator = torch.Generator().manual_seed(n)

@@ -8,8 +8,8 @@ for every input.
 
 Tolerances, relative to the spread (std) of the scores over the test images: 224 px images on the 8-bit
 grid need no resize, so both paths see identical pixels and only batched-vs-single float round-off remains
-(bound 1e-4 x spread; measured 2.6e-6). At 256 px the bicubic kernels differ (PIL vs torch uint8 antialiased):
-bound 5e-3 x spread; measured 3.7e-4. See docs/rewards.md.
+(bound 1e-4 x spread). At 256 px the bicubic kernels differ (PIL vs torch uint8 antialiased): bound 5e-3 x
+spread. The measured differences are in docs/rewards.md.
 """
 
 from __future__ import annotations

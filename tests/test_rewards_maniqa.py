@@ -9,20 +9,11 @@ construction runs with timm's ``pretrained`` forced off; the random weights are 
 
 from __future__ import annotations
 
-from unittest import mock
-
 import pytest
 import torch
 
 from reward_utils.maniqa import ManiqaReward, load_maniqa
-from tests.helpers import smooth_images
-
-
-def _no_pretrained_timm():
-    import timm
-
-    original = timm.create_model
-    return mock.patch("timm.create_model", lambda *a, **k: original(*a, **{**k, "pretrained": False}))
+from tests.helpers import no_pretrained_timm, smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +21,7 @@ def metric(tmp_path_factory):
     from pyiqa.archs.maniqa_arch import MANIQA
 
     torch.manual_seed(0)
-    with _no_pretrained_timm():
+    with no_pretrained_timm():
         network = MANIQA(pretrained=False, train_dataset="koniq", scale=0.8, test_sample=1)
         path = tmp_path_factory.mktemp("maniqa") / "maniqa_test.pth"
         torch.save({"params": network.state_dict()}, path)

@@ -14,8 +14,8 @@ import torch
 
 import img_gen_grpo_rewards as rewards
 from reward_utils.base import RewardError, RewardFunction
-from tests.helpers import smooth_images, tiny_clip
-from tokenizer.clip_vocab import clip_tokenizer
+from reward_utils.clip_vocab import clip_tokenizer
+from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images, tiny_clip
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_two_backends_may_not_declare_the_same_flag():
 
 
 FORBIDDEN_FOR_REWARDS = ("demo", "grpo", "grpo_trainer", "train_c2i", "train_t2i", "sampling", "tokenizer")
-ALLOWED_MODEL_SIDE = ("autoregressive.checkpoint", "evaluation.inception")
+ALLOWED_MODEL_SIDE = ("autoregressive.checkpoint", "evaluation.inception", "evaluation.npz_io")
 
 
 def test_rewards_import_nothing_of_models_training_entry_points_or_the_demo():
@@ -295,15 +295,13 @@ def test_plain_and_quantized_variants_share_one_model_loaded_from_local_files(tm
 def test_hps_variants_share_one_model(tmp_path):
     from hpsv2.src.open_clip import add_model_config, create_model_and_transforms
 
-    from tests.test_rewards_hps import TINY_ARCH, TINY_CONFIG
-
-    config = tmp_path / f"{TINY_ARCH}.json"
-    config.write_text(json.dumps(TINY_CONFIG))
+    config = tmp_path / f"{HPS_TINY_ARCH}.json"
+    config.write_text(json.dumps(HPS_TINY_CONFIG))
     add_model_config(config)
-    model, _, _ = create_model_and_transforms(TINY_ARCH, None, precision="amp", device="cpu")
+    model, _, _ = create_model_and_transforms(HPS_TINY_ARCH, None, precision="amp", device="cpu")
     checkpoint = tmp_path / "hps.pt"
     torch.save({"state_dict": model.state_dict()}, checkpoint)
-    options = rewards.RewardOptions(hps_checkpoint=str(checkpoint), hps_arch=TINY_ARCH)
+    options = rewards.RewardOptions(hps_checkpoint=str(checkpoint), hps_arch=HPS_TINY_ARCH)
     composer = rewards.build_reward(["hpsv2", "hpsv2_quantize", "hpsv2_text"], options=options, device="cpu")
     assert len({id(f.scorer) for f in composer.functions.values()}) == 1
     with pytest.raises(RewardError, match="hpsv2_text.*captions"):

@@ -1,6 +1,5 @@
-"""VLM judges: answer parsing on real-looking outputs, the OpenAI-compatible client against a real HTTP server
-on 127.0.0.1 speaking ``/v1/chat/completions``, and the in-process Qwen2.5-VL judge on a tiny random model.
-"""
+"""VLM judges: answer parsing on real-looking outputs and the OpenAI-compatible client against a real HTTP server
+on 127.0.0.1 speaking ``/v1/chat/completions``. The in-process Qwen2.5-VL judge is in test_rewards_vlm_local.py."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import img_gen_grpo_rewards as rewards
@@ -19,8 +17,8 @@ from reward_utils.base import RewardError
 from reward_utils.chat_client import ChatClient
 from reward_utils.remote import RetryPolicy
 from reward_utils.vlm_answers import AnswerError, parse_final_score, parse_json_score
-from reward_utils.vlm_judge import LocalQwenJudge, ServerJudge, VLMJudgeReward
-from tests.helpers import ScriptedServer, dead_url, flat_images, smooth_images
+from reward_utils.vlm_judge import ServerJudge
+from tests.helpers import ScriptedServer, dead_url, flat_images
 
 # ----------------------------------------------------------------------------------------------- parsing
 
@@ -278,149 +276,3 @@ def test_non_completion_body_is_rejected():
         client = ChatClient(f"{server.url}/v1", "judge", retry=RetryPolicy(1))
         with pytest.raises(RewardError, match="without message content|unusable answer"):
             ServerJudge(client).answer(flat_images([0.4]), ["q"], "reward 'x'")
-
-
-# ----------------------------------------------------------------------------------------------- in-process Qwen
-
-SPECIAL = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% for c in message['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def qwen():
-    """A 0.2 M-parameter Qwen2.5-VL with a word-level tokenizer (the real one needs vocab files)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2TokenizerFast,
-        Qwen2VLImageProcessorFast,
-        Qwen2VLVideoProcessor,
-    )
-
-    words = ["[UNK]", '{"score":', "3}", "user", "assistant", "a", "photo", "of", "<|video_pad|>"]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(words + SPECIAL)}, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="<|endoftext|>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=SPECIAL[1:],
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessorFast(),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-        tie_word_embeddings=True,
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    return Qwen2_5_VLForConditionalGeneration(config).eval(), processor
-
-
-@pytest.mark.parametrize(("size", "tolerance"), [(56, 1e-6), (64, 0.05)])
-def test_local_judge_tensor_inputs_match_processor_on_pil(qwen, size, tolerance):
-    """56 px needs no resize (identical pixels); 64 px is resized to 56 (8-bit vs float resize, measured
-    0.026 in normalised units)."""
-    from torchvision.transforms.functional import to_pil_image
-
-    model, processor = qwen
-    judge = LocalQwenJudge(model, processor)
-    images = smooth_images(2, size, seed=size)
-    questions = ["a photo of", "a photo"]
-    batch = judge.inputs(images, questions)
-    texts = [
-        processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for q in questions
-    ]
-    reference = processor(
-        text=texts, images=[to_pil_image(i) for i in images], padding=True, return_tensors="pt"
-    )
-    assert torch.equal(batch["input_ids"], reference["input_ids"])
-    assert torch.equal(batch["image_grid_thw"], reference["image_grid_thw"])
-    diff = (batch["pixel_values"] - reference["pixel_values"]).abs().max().item()
-    print(f"qwen pixels {size}px: max |diff| {diff:.2e}")
-    assert diff <= tolerance
-
-
-class ForceAnswer:
-    """Logits processor that makes the random model 'say' a fixed token sequence."""
-
-    def __init__(self, token_ids: list[int]):
-        self.token_ids, self.start = token_ids, None
-
-    def __call__(self, input_ids, scores):
-        self.start = input_ids.shape[1] if self.start is None else self.start
-        step = min(input_ids.shape[1] - self.start, len(self.token_ids) - 1)
-        forced = torch.full_like(scores, float("-inf"))
-        forced[:, self.token_ids[step]] = 0.0
-        return forced
-
-
-def test_local_judge_reward_end_to_end(qwen):
-    from transformers import LogitsProcessorList
-
-    model, processor = qwen
-    ids = processor.tokenizer.convert_tokens_to_ids
-    force = ForceAnswer([ids('{"score":'), ids("3}"), processor.tokenizer.eos_token_id])
-    judge = LocalQwenJudge(
-        model, processor, max_new_tokens=4, generate_kwargs={"logits_processor": LogitsProcessorList([force])}
-    )
-    reward = VLMJudgeReward(
-        "qwenvl_3b", judge, lambda t: f"rate {t}", lambda a: parse_json_score(a, "score", 0, 5), 4.0, "class"
-    )
-    values = reward(smooth_images(2, 56), [1, 2])
-    assert values.tolist() == [0.75, 0.75]
-
-    unforced = LocalQwenJudge(model, processor, max_new_tokens=3)  # random weights: babble, never JSON
-    reward = VLMJudgeReward(
-        "qwenvl_3b", unforced, lambda t: t, lambda a: parse_json_score(a, "score", 0, 5), 4.0, "class", 2
-    )
-    with pytest.raises(RewardError, match=r"qwenvl_3b.*prompt #0 1 after 2 attempt"):
-        reward(smooth_images(1, 56), [1])

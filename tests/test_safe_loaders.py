@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from autoregressive.checkpoint import CheckpointError
+from tests.helpers import no_pretrained_timm
 from tests.payloads import write_payload
 
 
@@ -50,21 +51,19 @@ def test_gpt_and_vq_checkpoints(tmp_path, marker):
 
 def test_maniqa_checkpoint(tmp_path, marker):
     from reward_utils.maniqa import load_maniqa
-    from tests.test_rewards_maniqa import _no_pretrained_timm
 
     payload = write_payload(tmp_path / "maniqa.pth", marker)
-    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="refused to unpickle") as info:
+    with no_pretrained_timm(), pytest.raises(CheckpointError, match="refused to unpickle") as info:
         load_maniqa("maniqa", "cpu", checkpoint=str(payload), crops=1)
     _refused(info, payload)
 
 
 def test_maniqa_checkpoint_of_another_network_is_named(tmp_path):
     from reward_utils.maniqa import load_maniqa
-    from tests.test_rewards_maniqa import _no_pretrained_timm
 
     path = tmp_path / "other.pth"
     torch.save({"params": {"head.weight": torch.zeros(1)}}, path)
-    with _no_pretrained_timm(), pytest.raises(CheckpointError, match="Missing key") as info:
+    with no_pretrained_timm(), pytest.raises(CheckpointError, match="Missing key") as info:
         load_maniqa("maniqa", "cpu", checkpoint=str(path), crops=1)
     _refused(info, path)
 

@@ -7,8 +7,7 @@ import torch
 
 import train_c2i
 from scripts.flags import SECRET_SET, saved_run_config
-from tests.grpo_fixtures import tiny_vq
-from tests.test_train_cli import COMMON, _gpt_ckpt
+from tests.grpo_fixtures import tiny_gpt_ckpt, tiny_run_flags, tiny_vq
 
 KEY = "sk-ar-grpo-test-Zq81XyW0secret"
 
@@ -20,10 +19,9 @@ def _files(root: Path) -> list[Path]:
 def test_an_api_key_flag_reaches_no_file_and_no_log(tmp_path, capfd):
     vq = tmp_path / "vq.pt"
     torch.save({"model": tiny_vq().state_dict()}, vq)
-    gpt = _gpt_ckpt(tmp_path, num_classes=15)
+    gpt = tiny_gpt_ckpt(tmp_path, num_classes=15)
     out = tmp_path / "run"
-    flags = [*COMMON, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq), "--num_classes", "15"]
-    flags += ["--reward_funcs", "shapes", "--output_dir", str(out), "--reward_api_key", KEY]
+    flags = tiny_run_flags(gpt, vq, out, "--num_classes", "15", "--reward_funcs", "shapes", "--reward_api_key", KEY)
     flags += ["--report_to", "tensorboard", "--geneval_url", f"http://user:{KEY}@127.0.0.1:9/"]
     train_c2i.main(flags)
     written = _files(out)

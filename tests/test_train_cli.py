@@ -8,34 +8,9 @@ import torch
 import train_c2i
 import train_t2i
 from autoregressive.models.gpt import build_gpt, load_gpt_weights
-from tests.grpo_fixtures import tiny_vq
+from tests.grpo_fixtures import TINY_RUN_FLAGS, tiny_gpt_ckpt, tiny_run_flags, tiny_vq
 
-COMMON = [
-    "--gpt_model",
-    "GPT-Tiny",
-    "--codebook_size",
-    "48",
-    "--image_size",
-    "16",
-    "--downsample_size",
-    "4",
-    "--vq_model",
-    "VQ-Tiny",
-    "--max_steps",
-    "2",
-    "--num_generations",
-    "4",
-    "--per_device_train_batch_size",
-    "8",
-    "--report_to",
-    "none",
-    "--image_log_steps",
-    "1",
-    "--save_steps",
-    "1",
-    "--beta",
-    "0.1",
-]
+T2I = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
 
 
 @pytest.fixture()
@@ -45,36 +20,11 @@ def vq_ckpt(tmp_path):
     return path
 
 
-def _gpt_ckpt(tmp_path, **kwargs):
-    torch.manual_seed(0)
-    model = build_gpt("GPT-Tiny", block_size=16, vocab_size=48, **kwargs)
-    path = tmp_path / "gpt.pt"
-    torch.save({"model": model.state_dict()}, path)
-    return path
-
-
 def test_c2i_cli_trains_saves_and_logs(tmp_path, vq_ckpt):
-    gpt = _gpt_ckpt(tmp_path, num_classes=15)
+    gpt = tiny_gpt_ckpt(tmp_path, num_classes=15)
     out = tmp_path / "run"
-    metrics = train_c2i.main(
-        [
-            *COMMON,
-            "--gpt_ckpt",
-            str(gpt),
-            "--vq_ckpt",
-            str(vq_ckpt),
-            "--num_classes",
-            "15",
-            "--reward_funcs",
-            "shapes",
-            "shapes_strict",
-            "--reward_weights",
-            "1",
-            "0.5",
-            "--output_dir",
-            str(out),
-        ]
-    )
+    extra = ["--num_classes", "15", "--reward_funcs", "shapes", "shapes_strict", "--reward_weights", "1", "0.5"]
+    metrics = train_c2i.main(tiny_run_flags(gpt, vq_ckpt, out, *extra))
     assert {"reward/shapes_mean", "reward/shapes_strict_mean", "kl"} <= set(metrics)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
@@ -87,51 +37,18 @@ def test_c2i_cli_trains_saves_and_logs(tmp_path, vq_ckpt):
 
 
 def test_t2i_cli_with_tiny_text_encoder(tmp_path, vq_ckpt):
-    gpt = _gpt_ckpt(tmp_path, model_type="t2i", caption_dim=32, cls_token_num=48)
+    gpt = tiny_gpt_ckpt(tmp_path, model_type="t2i", caption_dim=32, cls_token_num=48)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
     out = tmp_path / "run"
-    metrics = train_t2i.main(
-        [
-            *COMMON,
-            "--gpt_ckpt",
-            str(gpt),
-            "--vq_ckpt",
-            str(vq_ckpt),
-            "--gpt_type",
-            "t2i",
-            "--caption_dim",
-            "32",
-            "--cls_token_num",
-            "48",
-            "--text_encoder",
-            "tiny",
-            "--dataset_name",
-            str(prompts),
-            "--reward_funcs",
-            "shapes",
-            "--output_dir",
-            str(out),
-        ]
-    )
+    extra = [*T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"]
+    metrics = train_t2i.main(tiny_run_flags(gpt, vq_ckpt, out, *extra))
     assert 0.0 <= metrics["reward/shapes_mean"] <= 1.0
 
 
 def test_missing_checkpoint_names_download_and_demo(tmp_path, vq_ckpt, capsys):
     with pytest.raises(SystemExit) as info:
-        train_c2i.main(
-            [
-                *COMMON,
-                "--gpt_ckpt",
-                str(tmp_path / "nope.pt"),
-                "--vq_ckpt",
-                str(vq_ckpt),
-                "--reward_funcs",
-                "shapes",
-                "--output_dir",
-                str(tmp_path / "run"),
-            ]
-        )
+        train_c2i.main(tiny_run_flags(tmp_path / "nope.pt", vq_ckpt, tmp_path / "run", "--reward_funcs", "shapes"))
     message = str(info.value)
     assert "nope.pt" in message and "FoundationVision/LlamaGen" in message and "run_demo.sh" in message
 
@@ -141,22 +58,9 @@ def test_size_mismatch_suggests_the_right_model(tmp_path, vq_ckpt):
     small = build_gpt("GPT-Small", block_size=16, vocab_size=48, num_classes=15)
     path = tmp_path / "small.pt"
     torch.save({"model": small.state_dict()}, path)
+    extra = ["--num_classes", "15", "--reward_funcs", "shapes"]
     with pytest.raises(Exception, match="GPT-Small"):
-        train_c2i.main(
-            [
-                *COMMON,
-                "--gpt_ckpt",
-                str(path),
-                "--vq_ckpt",
-                str(vq_ckpt),
-                "--num_classes",
-                "15",
-                "--reward_funcs",
-                "shapes",
-                "--output_dir",
-                str(tmp_path / "run"),
-            ]
-        )
+        train_c2i.main(tiny_run_flags(path, vq_ckpt, tmp_path / "run", *extra))
 
 
 def test_help_lists_upstream_flag_names(capsys):
@@ -195,14 +99,11 @@ def unloadable(tmp_path):
     return ["--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq), "--output_dir", str(tmp_path / "run")]
 
 
-T2I = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
-
-
 def test_bad_prompt_file_fails_before_any_model_loads(tmp_path, unloadable):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "a red circle"}\n{"caption": "no prompt key"}\n')
     with pytest.raises(SystemExit) as info:
-        train_t2i.main([*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
+        train_t2i.main([*TINY_RUN_FLAGS, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
     assert f"{prompts}:2" in str(info.value)
 
 
@@ -210,20 +111,20 @@ def test_a_huge_prompt_is_refused_naming_file_and_line(tmp_path, unloadable):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n" + "a blue square " * 20_000 + "\n")
     with pytest.raises(SystemExit) as info:
-        train_t2i.main([*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
+        train_t2i.main([*TINY_RUN_FLAGS, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes"])
     message = str(info.value)
     assert f"{prompts}:2" in message and "280000 characters" in message and "--max_prompt_chars" in message
     assert len(message) < 500
     with pytest.raises(SystemExit, match=r"prompts.txt: \d+ bytes, more than the 1000 allowed"):
         train_t2i.main(
-            [*COMMON, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes",
+            [*TINY_RUN_FLAGS, *unloadable, *T2I, "--dataset_name", str(prompts), "--reward_funcs", "shapes",
              "--max_prompt_file_bytes", "1000"]
         )  # fmt: skip
 
 
 def test_missing_reward_funcs_is_a_clear_message(tmp_path, unloadable):
     with pytest.raises(SystemExit, match=r"no reward functions given: pass --reward_funcs NAME.*shapes"):
-        train_c2i.main([*COMMON, *unloadable])
+        train_c2i.main([*TINY_RUN_FLAGS, *unloadable])
 
 
 @pytest.mark.parametrize(
@@ -239,4 +140,4 @@ def test_missing_reward_funcs_is_a_clear_message(tmp_path, unloadable):
 def test_missing_files_and_bad_flags_fail_before_any_model_loads(tmp_path, unloadable, flags, expected):
     reward = [] if "--reward_funcs" in flags else ["--reward_funcs", "shapes"]
     with pytest.raises(SystemExit, match=expected):
-        train_c2i.main([*COMMON, *unloadable, *reward, *flags])
+        train_c2i.main([*TINY_RUN_FLAGS, *unloadable, *reward, *flags])

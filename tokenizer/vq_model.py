@@ -60,20 +60,9 @@ class VQModel(nn.Module):
     def __init__(self, config: VQConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(
-            ch=config.ch,
-            ch_mult=config.encoder_ch_mult,
-            z_channels=config.z_channels,
-            num_groups=config.norm_groups,
-            dropout=config.dropout_p,
-        )
-        self.decoder = Decoder(
-            ch=config.ch,
-            ch_mult=config.decoder_ch_mult,
-            z_channels=config.z_channels,
-            num_groups=config.norm_groups,
-            dropout=config.dropout_p,
-        )
+        widths = dict(ch=config.ch, z_channels=config.z_channels, num_groups=config.norm_groups)
+        self.encoder = Encoder(ch_mult=config.encoder_ch_mult, dropout=config.dropout_p, **widths)
+        self.decoder = Decoder(ch_mult=config.decoder_ch_mult, dropout=config.dropout_p, **widths)
         self.quantize = VectorQuantizer(
             config.codebook_size,
             config.codebook_embed_dim,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, overload
 
 import torch
 
@@ -202,28 +201,6 @@ def _log_softmax(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
     return torch.log_softmax(process_logits(logits, cfg.temperature, cfg.top_k, cfg.top_p), dim=-1)
 
 
-@overload
-def sequence_logprobs(
-    model: GPT,
-    cond: torch.Tensor,
-    tokens: torch.Tensor,
-    cfg: SamplingConfig,
-    cond_mask: torch.Tensor | None = ...,
-    guidance: str = ...,
-    *,
-    with_entropy: Literal[False] = ...,
-) -> torch.Tensor: ...
-@overload
-def sequence_logprobs(
-    model: GPT,
-    cond: torch.Tensor,
-    tokens: torch.Tensor,
-    cfg: SamplingConfig,
-    cond_mask: torch.Tensor | None = ...,
-    guidance: str = ...,
-    *,
-    with_entropy: Literal[True],
-) -> tuple[torch.Tensor, torch.Tensor]: ...
 def sequence_logprobs(
     model: GPT,
     cond: torch.Tensor,
@@ -233,7 +210,7 @@ def sequence_logprobs(
     guidance: str = "cfg",
     *,
     with_entropy: bool = False,
-):
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probabilities (B, N) of ``tokens`` under ``cfg``, recomputed in one teacher-forced pass.
 
     The trainer's only log-probability function (frozen old/reference passes and the update), checked against
