@@ -197,7 +197,8 @@ def weights_file_in(folder: str | os.PathLike) -> Path:
             return folder / name
     found = sorted(p.name for p in folder.iterdir())
     raise CheckpointError(
-        f"{folder}: no model weights ({', '.join(_FOLDER_WEIGHTS)}); the folder holds {found[:10]}"
+        f"{folder}: no model weights ({' or '.join(_FOLDER_WEIGHTS)}, as accelerate's save_state or upstream's "
+        f"save_pretrained write them); the folder holds {found[:10]}"
     )
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from autoregressive.build import build_text_encoder
-from sampling.common import ProcessLayout, batches
+from sampling.common import ProcessLayout, batches, check_cpu_budget, write_run_record
 from sampling.images import save_png
-from sampling.sampler import SamplerArguments, build_sampler
+from sampling.sampler import SamplerArguments, build_sampler, estimated_parameters
 
 METADATA_FILE = "metadata.jsonl"
 SAMPLES_DIR = "samples"
@@ -80,8 +80,11 @@ def make_prompt_images(
     outdir: Path,
     n_samples: int,
     progress: bool,
+    record: dict,
 ) -> int:
-    """Sample every missing image (caption i, sample j), keyed (i, j) for its seed; returns how many were missing."""
+    """Sample every missing image (caption i, sample j), keyed (i, j) for its seed; returns how many were missing.
+
+    ``record`` (the settings) is written to OUTDIR once the models have loaded, before the first image."""
     missing = [
         (index, j)
         for index in range(len(captions))
@@ -92,10 +95,13 @@ def make_prompt_images(
     if layout.is_main:
         total = len(captions) * n_samples
         print(f"{total - len(missing)} of {total} images exist in {outdir}; {len(missing)} to make")
-    mine = layout.share(missing)
-    if mine:
+    if missing:
+        check_cpu_budget(args, layout, len(missing), estimated_parameters(args))
         sampler = build_sampler(args, layout.device)
         encoder = build_text_encoder(args, layout.device)
+    write_run_record(outdir, record, layout)
+    mine = layout.share(missing)
+    if mine:
         for chunk in tqdm(list(batches(mine, args.per_proc_batch_size)), desc="sampling", disable=not progress):
             emb, mask = encoder.encode([captions[index] for index, _ in chunk])
             images = sampler(emb, keys=chunk, cond_mask=mask)
