@@ -463,7 +463,8 @@ def test_test_sh_run_name_gpu_step_cfg_reads_the_saved_model_flags(models, train
     assert mtimes(sample_dir) == before
     # A command-line flag overrides a saved one (here: refused, as the folder holds GPT-Tiny samples).
     with pytest.raises(ValueError, match="gpt_model: was 'GPT-Tiny', now 'GPT-Small'"):
-        sample_c2i_fid.main(["--gpt_ckpt", str(checkpoint), "--gpt_model", "GPT-Small", "--sample_dir", str(sample_dir)])
+        sample_c2i_fid.main(["--gpt_ckpt", str(checkpoint), "--gpt_model", "GPT-Small",
+            "--sample_dir", str(sample_dir)])
 
 
 def test_test_sh_upstream_checkpoint_folder_by_run_name(tmp_path):
