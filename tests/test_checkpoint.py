@@ -351,3 +351,63 @@ def test_sharded_index_is_checked(tmp_path):
     index_path.write_text("{" * 10)
     with pytest.raises(CheckpointError, match="truncated or corrupt JSON"):
         read_state_dict(folder, part="gpt_model")
+
+
+# ------------------------------------------------------------------------ export and model-only checkpoints
+def _exported_loads_strictly(pt_path, expected: dict, build) -> None:
+    """Both exported files load strictly into the LlamaGen-layout GPT with exactly ``expected``'s tensors."""
+    from safetensors.torch import load_file
+
+    from autoregressive.models.gpt import load_gpt_weights
+
+    saved = torch.load(pt_path, map_location="cpu", weights_only=True)
+    assert list(saved) == ["model"]  # LlamaGen's layout, nothing else
+    assert load_file(str(pt_path.with_suffix(".safetensors"))).keys() == saved["model"].keys()
+    for path in (pt_path, pt_path.with_suffix(".safetensors")):
+        model = load_gpt_weights(build(), path)
+        _assert_same({k: v for k, v in model.state_dict().items() if k in expected}, expected)
+        assert set(model.state_dict()) == set(expected)
+
+
+def test_export_our_checkpoint_and_upstreams_round_trip(tmp_path, capsys):
+    from autoregressive.models.gpt import build_gpt
+    from scripts import export
+    from tests.grpo_fixtures import make_trainer
+
+    run = tmp_path / "run"
+    trainer = make_trainer(run, max_steps=1, save_steps=1)
+    trainer.train()
+    expected = {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()}
+
+    def build_ours():
+        return build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=10)
+
+    out = tmp_path / "ours" / "gpt.pt"
+    export.main([str(run / "checkpoint-1"), "--out", str(out)])
+    assert f"to {out} and {out.with_suffix('.safetensors')}" in capsys.readouterr().out
+    _exported_loads_strictly(out, expected, build_ours)
+    export.main([str(run), "--step", "latest", "--out", str(tmp_path / "latest.pt")])
+    _exported_loads_strictly(tmp_path / "latest.pt", expected, build_ours)
+
+    gpt, vq = _upstream_models()
+    upstream = make_upstream_checkpoint(tmp_path / "up" / "checkpoint-300", gpt, vq, shards=2)
+    export.main([str(upstream), "--out", str(tmp_path / "upstream.pt")])
+    _exported_loads_strictly(
+        tmp_path / "upstream.pt", gpt.state_dict(), lambda: build_gpt("GPT-Tiny", block_size=16, vocab_size=48)
+    )
+    with pytest.raises(SystemExit, match="no checkpoint-7 folder"):
+        export.main([str(run), "--step", "7", "--out", str(tmp_path / "x.pt")])
+
+
+def test_save_only_model_checkpoints_evaluate_but_cannot_resume(tmp_path):
+    from autoregressive.run_layout import resolve_gpt_checkpoint
+    from tests.grpo_fixtures import make_trainer
+
+    run = tmp_path / "run"
+    make_trainer(run, max_steps=1, save_steps=1, save_only_model=True).train()
+    checkpoint = run / "checkpoint-1"
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["model.safetensors", "trainer_state.json"]
+    assert resolve_gpt_checkpoint(run, "1") == checkpoint / "model.safetensors"
+    with pytest.raises(CheckpointError, match="saved with --save_only_model.*cannot resume") as info:
+        make_trainer(run, max_steps=2, save_steps=1, resume_from_checkpoint="latest").train()
+    assert str(checkpoint / "model.safetensors") in str(info.value)
