@@ -24,7 +24,7 @@ from autoregressive.models.seeding import sample_generators
 from autoregressive.run_layout import resolve_gpt_checkpoint, saved_model_flags
 from sampling.common import SamplingArguments
 from sampling.images import to_uint8
-from scripts.flags import parse_flags
+from scripts.flags import CONFIG_FLAG, _read_config, parse_flags
 
 
 @dataclass(kw_only=True)
@@ -98,13 +98,14 @@ def parse_sampling_flags(dataclass_type: type, argv: list[str] | None, descripti
     """Parse a sampling script's flags, taking the model flags the checkpoint's run saved as defaults.
 
     A checkpoint of ours carries its run config (trainer_state.json), upstream's a config.json: the model flags
-    (``--gpt_model``, ``--image_size``, ``--vq_ckpt``, ...) come from there unless given on the command line, so a
-    run is evaluated with the settings it was trained with without repeating them.
+    (``--gpt_model``, ``--image_size``, ``--vq_ckpt``, ...) come from there unless given on the command line or in
+    a ``--config`` file, so a run is evaluated with the settings it was trained with without repeating them.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--gpt_ckpt")
     pre.add_argument("--ckpt_step")
+    pre.add_argument(CONFIG_FLAG)
     known, _ = pre.parse_known_args(argv)
     saved: dict[str, Any] = {}
     if known.gpt_ckpt:
@@ -117,7 +118,9 @@ def parse_sampling_flags(dataclass_type: type, argv: list[str] | None, descripti
                 saved, source = saved_model_flags(weights)
             except CheckpointError as err:
                 raise SystemExit(f"--gpt_ckpt {known.gpt_ckpt}: {err}") from err
-        given = {arg.split("=", 1)[0][2:] for arg in argv if arg.startswith("--")}
+        given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+        if known.config:  # a --config file's values are the user's too: they win over the saved ones
+            given |= set(_read_config(Path(known.config)))
         saved = {key: value for key, value in saved.items() if key not in given}
         if saved and os.environ.get("RANK", "0") == "0":
             shown = ", ".join(f"{key}={value}" for key, value in sorted(saved.items()))

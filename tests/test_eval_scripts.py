@@ -522,3 +522,18 @@ def test_failed_attempt_leaves_nothing_that_blocks_the_fixed_rerun(models, tmp_p
     assert not (sample_dir / "sampling_config.json").exists()
     sample_c2i_fid.main(argv)
     assert json.loads((sample_dir / "sampling_config.json").read_text())["gpt_model"] == "GPT-Tiny"
+
+
+def test_saved_model_flags_are_defaults_that_flags_and_config_override(trained_c2i, tmp_path):
+    run = trained_c2i / "outputs" / "my_c2i"
+    base = ["--gpt_ckpt", str(run), "--ckpt_step", "1", "--sample_dir", str(tmp_path / "s")]
+    args = sample_c2i_fid.parse_args(base)
+    assert (args.gpt_model, args.vq_model, args.image_size, args.num_classes) == ("GPT-Tiny", "VQ-Tiny", 16, 10)
+    assert (args.codebook_size, args.downsample_size) == (48, 4)
+    assert sample_c2i_fid.parse_args([*base, "--image_size", "32"]).image_size == 32
+    config = tmp_path / "eval.yaml"
+    config.write_text("gpt_model: GPT-Small\n")
+    args = sample_c2i_fid.parse_args([*base, "--config", str(config)])
+    assert args.gpt_model == "GPT-Small" and args.vq_model == "VQ-Tiny"
+    # gpt_final.pt carries no settings of its own: the newest checkpoint's are the run's.
+    assert sample_c2i_fid.parse_args(base[:2] + base[4:]).gpt_model == "GPT-Tiny"
