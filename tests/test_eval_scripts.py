@@ -537,3 +537,31 @@ def test_saved_model_flags_are_defaults_that_flags_and_config_override(trained_c
     assert args.gpt_model == "GPT-Small" and args.vq_model == "VQ-Tiny"
     # gpt_final.pt carries no settings of its own: the newest checkpoint's are the run's.
     assert sample_c2i_fid.parse_args(base[:2] + base[4:]).gpt_model == "GPT-Tiny"
+
+
+def test_test_t2i_sh_run_name_reads_the_t2i_run_settings(models, tmp_path):
+    """`bash test_t2i.sh NAME "" STEP CFG` on a tiny t2i run: the text encoder, caption size and caption budget
+    come from the run's saved config; an empty GPU without CUDA says it runs on the CPU (a few images: allowed)."""
+    import train_t2i
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
+    model = [flag for flag in model_flags(models, "t2i") if flag != "--no_progress"]
+    flags = ["--gpt_ckpt", str(models / "t2i.pt"), *model, "--gpt_type", "t2i", "--dataset_name", str(prompts)]
+    flags += ["--max_steps", "1", "--num_generations", "4", "--per_device_train_batch_size", "8"]
+    flags += ["--report_to", "none", "--image_log_steps", "0", "--save_steps", "1", "--reward_funcs", "shapes"]
+    train_t2i.main([*flags, "--output_dir", str(tmp_path / "outputs" / "my_t2i")])
+
+    metadata = tmp_path / "metadata.jsonl"
+    lines = [{"tag": "single_object", "include": [{"class": "bench", "count": 1}], "prompt": "a photo of a bench"}]
+    metadata.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    env = launcher_env(tmp_path, GENEVAL_METADATA=str(metadata), N_SAMPLES="2")
+    command = ["bash", str(REPO / "test_t2i.sh"), "my_t2i", "", "1", "2.0", "--no_progress"]
+    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if not torch.cuda.is_available():
+        assert "GPU not given and no CUDA device found: sampling on the CPU" in result.stderr
+    record = json.loads((tmp_path / "results" / "vis_out_my_t2i_1_2.0" / "sampling_config.json").read_text())
+    saved = (record["text_encoder"], record["cls_token_num"], record["gpt_model"])
+    assert saved == ("tiny", CAPTION_TOKENS, "GPT-Tiny")
+    assert len(list((tmp_path / "results" / "vis_out_my_t2i_1_2.0").rglob("*.png"))) == 2
