@@ -359,6 +359,7 @@ class GRPOTrainer:
         cfg, parts = self.config, dict(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
         state = {"step": self.step, "rollout_index": self.rollout_index, "config": cfg.to_dict()}
         state["run_config"] = self.run_config
+        parts["save_only_model"] = cfg.save_only_model
         return save_checkpoint(self.accelerator, cfg.output_dir, self.step, state, cfg.save_total_limit, **parts)
 
     def resume(self, spec: str) -> None:

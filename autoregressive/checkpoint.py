@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import pickle
 import re
@@ -28,6 +29,10 @@ __all__ = [
     "load_state_dict_strict",
     "save_checkpoint_atomic",
     "STALE_KEY_SUFFIXES",
+    "UPSTREAM_PARTS",
+    "UPSTREAM_INDEX",
+    "read_json_capped",
+    "weights_file_in",
 ]
 
 # Wrapper keys in the order LlamaGen's sample scripts try them: DDP training, DeepSpeed, generic.
@@ -39,6 +44,14 @@ STALE_KEY_SUFFIXES = ("freqs_cis", ".kv_cache.k_cache", ".kv_cache.v_cache")
 # Non-tensor types that LlamaGen training files pickle next to the weights (``args``).
 _SAFE_GLOBALS = [argparse.Namespace]
 _MAX_LISTED = 5
+# Upstream AR-GRPO saves its ImgGen_HF model with Hugging Face's save_pretrained: one state dict holding the GPT
+# under "gpt_model." and the VQ under "vq_model.", in model.safetensors or in shards named by an index file.
+UPSTREAM_PARTS = ("gpt_model", "vq_model")
+UPSTREAM_INDEX = "model.safetensors.index.json"
+# Weights files looked for, in order, when a folder (a checkpoint-N) is given instead of a file.
+_FOLDER_WEIGHTS = ("model.safetensors", UPSTREAM_INDEX, "pytorch_model.bin")
+# JSON side files (index, config) are small; a bigger one is not what it claims to be.
+MAX_JSON_BYTES = 16 << 20
 
 
 class CheckpointError(RuntimeError):
@@ -86,14 +99,107 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     return _load_torch_file(path)
 
 
-def _load_safetensors_file(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def _load_safetensors_file(path: Path, part: str | None = None) -> dict[str, torch.Tensor]:
+    """The file's tensors; with ``part``, only those of an upstream file's ``part.`` (others stay on disk)."""
+    from safetensors import SafetensorError, safe_open
 
     try:
-        return load_file(str(path), device="cpu")
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            keys = list(handle.keys())
+            if part is not None and _is_upstream(keys):
+                keys = [key for key in keys if not key.startswith(_other_parts(part))]
+            return {key: handle.get_tensor(key) for key in keys}
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from err
+
+
+def read_json_capped(path: str | os.PathLike, limit: int = MAX_JSON_BYTES) -> Any:
+    """A small JSON side file of a checkpoint (index, config); too big, unreadable or garbled is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    if path.stat().st_size > limit:
+        raise CheckpointError(f"{path}: larger than {limit} bytes; not a checkpoint's JSON file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: truncated or corrupt JSON ({err})") from err
+
+
+def _load_sharded_safetensors(index_path: Path, part: str | None) -> dict[str, torch.Tensor]:
+    """Hugging Face's sharded layout: every shard the index names (plain file names beside it), strictly."""
+    index = read_json_capped(index_path)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index_path}: no 'weight_map' of tensor name -> shard file")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if not isinstance(shard, str) or Path(shard).name != shard or shard in ("", ".", ".."):
+            raise CheckpointError(f"{index_path}: shard {shard!r} is not a file name beside the index")
+    state_dict: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        shard_path = index_path.parent / shard
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index_path}: names shard {shard}, which is missing")
+        tensors = _load_safetensors_file(shard_path, part)
+        listed = {key for key, name in weight_map.items() if name == shard}
+        if part is not None and _is_upstream(listed):
+            listed = {key for key in listed if not key.startswith(_other_parts(part))}
+        if set(tensors) != listed:
+            extra, absent = sorted(set(tensors) - listed), sorted(listed - set(tensors))
+            raise CheckpointError(
+                f"{shard_path}: does not hold what {index_path.name} lists (not listed: {_first(extra) or '-'}; "
+                f"missing: {_first(absent) or '-'})"
+            )
+        state_dict.update(tensors)
+    return state_dict
+
+
+def _is_upstream(keys: Iterable[str]) -> bool:
+    return any(key.startswith(f"{name}.") for key in keys for name in UPSTREAM_PARTS)
+
+
+def _other_parts(part: str) -> tuple[str, ...]:
+    return tuple(f"{name}." for name in UPSTREAM_PARTS if name != part)
+
+
+def _select_part(state_dict: dict[str, torch.Tensor], path: Path, part: str | None) -> dict[str, torch.Tensor]:
+    """An upstream AR-GRPO state dict's ``part`` (``gpt_model``/``vq_model``) with the prefix removed.
+
+    Keys outside the known parts are an error, not dropped: strict loading must see every weight.
+    """
+    if not _is_upstream(state_dict):
+        return state_dict
+    if part is None:
+        raise CheckpointError(
+            f"{path}: an upstream AR-GRPO checkpoint (keys prefixed {', '.join(p + '.' for p in UPSTREAM_PARTS)}); "
+            "say which part to read (part='gpt_model' or 'vq_model')"
+        )
+    prefixes = tuple(f"{name}." for name in UPSTREAM_PARTS)
+    stray = [key for key in state_dict if not key.startswith(prefixes)]
+    if stray:
+        raise CheckpointError(
+            f"{path}: upstream AR-GRPO checkpoint with keys outside {', '.join(prefixes)}: {_first(stray)}"
+        )
+    prefix = f"{part}."
+    selected = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    if not selected:
+        raise CheckpointError(f"{path}: upstream AR-GRPO checkpoint without {prefix}* weights")
+    return selected
+
+
+def weights_file_in(folder: str | os.PathLike) -> Path:
+    """The weights file of a checkpoint folder (ours: accelerate's model.safetensors; upstream's: it or its
+    shard index); an error listing the folder otherwise."""
+    folder = Path(folder)
+    for name in _FOLDER_WEIGHTS:
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(p.name for p in folder.iterdir())
+    raise CheckpointError(
+        f"{folder}: no model weights ({' or '.join(_FOLDER_WEIGHTS)}, as accelerate's save_state or upstream's "
+        f"save_pretrained write them); the folder holds {found[:10]}"
+    )
 
 
 def _strip_wrapper_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,25 +249,38 @@ def _unwrap(obj: Any, path: Path, use_ema: bool) -> dict[str, torch.Tensor]:
     )
 
 
-def read_state_dict(path: str | os.PathLike, *, use_ema: bool = False) -> dict[str, torch.Tensor]:
-    """Return the model state dict stored in ``path``, whatever LlamaGen layout it uses.
+def read_state_dict(
+    path: str | os.PathLike, *, use_ema: bool = False, part: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Return the model state dict stored in ``path``, whatever LlamaGen or AR-GRPO layout it uses.
 
     Accepts ``{"model": sd}`` (DDP training files, which also hold optimizer/steps/args/ema),
-    ``{"module": sd}`` (DeepSpeed), ``{"state_dict": sd}``, a raw state dict (FSDP consolidated) and
-    ``.safetensors`` files. ``use_ema`` selects the ``ema`` weights of a training file.
+    ``{"module": sd}`` (DeepSpeed), ``{"state_dict": sd}``, a raw state dict (FSDP consolidated),
+    ``.safetensors`` files, Hugging Face's sharded ``model.safetensors.index.json`` and a checkpoint folder
+    holding one of these. ``use_ema`` selects the ``ema`` weights of a training file. Upstream AR-GRPO
+    checkpoints hold the GPT and the VQ in one state dict (``gpt_model.*``, ``vq_model.*``): ``part`` names
+    the one to return, without its prefix.
     """
     path = Path(path)
+    if part is not None and part not in UPSTREAM_PARTS:
+        raise ValueError(f"part must be one of {UPSTREAM_PARTS}, got {part!r}")
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    if path.is_dir():
+        path = weights_file_in(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint path is not a file")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or path.name.endswith(".safetensors.index.json"):
         if use_ema:
             raise CheckpointError(
                 f"{path}: use_ema is not supported for .safetensors (it holds one state dict)"
             )
-        return _as_state_dict(_load_safetensors_file(path), path, "safetensors content")
-    return _unwrap(_load_torch_file(path), path, use_ema)
+        if path.suffix == ".json":
+            tensors = _load_sharded_safetensors(path, part)
+        else:
+            tensors = _load_safetensors_file(path, part)
+        return _select_part(_as_state_dict(tensors, path, "safetensors content"), path, part)
+    return _select_part(_unwrap(_load_torch_file(path), path, use_ema), path, part)
 
 
 def _first(keys: Iterable[str]) -> str:

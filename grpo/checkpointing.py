@@ -36,6 +36,8 @@ from autoregressive.run_layout import (  # noqa: F401 (re-exported: the checkpoi
     numbered_checkpoints,
 )
 
+# Set in the trainer state of a checkpoint saved with --save_only_model (no optimizer/scheduler/RNG state).
+MODEL_ONLY_KEY = "model_only"
 # What accelerate's save_state wrote in older checkpoints; never loaded (its loader uses full pickle).
 LEGACY_FILES = ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "scheduler.bin")
 
@@ -185,8 +187,12 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     scheduler: Any = None,
+    save_only_model: bool = False,
 ) -> Path:
     """Save model, optimizer, scheduler and every process's RNG states plus ``state`` (step, data position).
+
+    ``save_only_model`` (upstream/TRL's flag) keeps the model and ``state`` only: the checkpoint evaluates and
+    exports, but cannot resume (``load_checkpoint`` says so).
 
     Everything goes to ``.checkpoint-N.tmp``, which is renamed to ``checkpoint-N`` only once complete; older
     checkpoints beyond ``total_limit`` are renamed away before they are deleted, so a kill at any moment
@@ -201,7 +207,10 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     weights = accelerator.get_state_dict(model)
-    _write_json(tmp / RNG_FILE.format(rank=accelerator.process_index), rng_states())
+    if save_only_model:
+        optimizer = scheduler = None
+    else:
+        _write_json(tmp / RNG_FILE.format(rank=accelerator.process_index), rng_states())
     if accelerator.is_main_process:
         save_checkpoint_atomic({k: v.detach().cpu() for k, v in weights.items()}, tmp / MODEL_FILE)
         if optimizer is not None:
@@ -210,7 +219,8 @@ def save_checkpoint(
             _write_json(tmp / SCHEDULER_FILE, scheduler.state_dict())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _write_json(tmp / STATE_FILE, {**state, "num_processes": accelerator.num_processes})
+        saved = {**state, "num_processes": accelerator.num_processes}
+        _write_json(tmp / STATE_FILE, {**saved, MODEL_ONLY_KEY: True} if save_only_model else saved)
         if final.exists():
             old = root / f".{final.name}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -249,6 +259,12 @@ def load_checkpoint(
     path = Path(path)
     _refuse_legacy(path)
     state = read_json(path / STATE_FILE)
+    if isinstance(state, dict) and state.get(MODEL_ONLY_KEY):
+        raise CheckpointError(
+            f"{path}: saved with --save_only_model, so it holds the model only (no optimizer, scheduler or RNG "
+            "state, as upstream/TRL) and cannot resume the run. Start a new run from its weights with "
+            f"--gpt_ckpt {path / MODEL_FILE}, or save resumable checkpoints without --save_only_model."
+        )
     counters = ("step", "rollout_index") if isinstance(state, dict) and "rollout_index" in state else ("step",)
     if not isinstance(state, dict) or not all(type(state.get(k)) is int and state[k] >= 0 for k in counters):
         raise CheckpointError(f"{path / STATE_FILE}: no non-negative integer {' and '.join(counters)}")

@@ -107,6 +107,11 @@ class GRPOConfig:
     save_total_limit: int = _opt(
         2, "keep this many checkpoints (older ones are deleted after a save succeeds)"
     )
+    save_only_model: bool = _opt(
+        False,
+        "checkpoints hold the model (and the run's settings) only, no optimizer, scheduler or RNG state (as "
+        "upstream/TRL): smaller, but they cannot be resumed",
+    )
     resume_from_checkpoint: str | None = _opt(None, "a checkpoint folder, or 'latest' in output_dir")
     overwrite_output_dir: bool = _opt(
         False, "delete the contents of a non-empty output_dir and start over (without it, such a folder is refused)"

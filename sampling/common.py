@@ -17,15 +17,11 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from autoregressive.run_layout import ACCELERATE_MODEL_FILES, FINAL_MODEL, checkpoint_step, numbered_checkpoints
+from autoregressive.run_layout import LLAMAGEN_DOWNLOADS, resolve_gpt_checkpoint  # noqa: F401 (re-exported)
 
 T = TypeVar("T")
 
 RUN_RECORD = "sampling_config.json"
-LLAMAGEN_DOWNLOADS = (
-    "https://huggingface.co/FoundationVision/LlamaGen (c2i_*.pt, vq_ds16_c2i.pt), "
-    "https://huggingface.co/peizesun/llamagen_t2i (t2i_XL_stage1_256.pt, vq_ds16_t2i.pt)"
-)
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -86,65 +82,12 @@ def batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
         yield list(items[start : start + size])
 
 
-# -------------------------------------------------------------------------------------- checkpoints
-def _model_file_in(checkpoint: Path) -> Path:
-    for name in ACCELERATE_MODEL_FILES:
-        if (checkpoint / name).is_file():
-            return checkpoint / name
-    found = sorted(p.name for p in checkpoint.iterdir())
-    raise FileNotFoundError(
-        f"{checkpoint}: no model weights ({' or '.join(ACCELERATE_MODEL_FILES)}, as accelerate's save_state "
-        f"writes them); the folder holds {found[:10]}"
-    )
-
-
-def resolve_gpt_checkpoint(model_or_ckpt: str | os.PathLike, step: str | None = None) -> Path:
-    """The GPT weights file that MODEL_OR_CKPT (+ STEP) names.
-
-    MODEL_OR_CKPT is a weights file (a LlamaGen ``.pt`` or ``.safetensors``), an AR-GRPO output folder or one of
-    its ``checkpoint-N`` folders. In an output folder STEP picks ``checkpoint-STEP``; ``final`` or no STEP picks
-    ``gpt_final.pt``; ``latest`` the highest ``checkpoint-N``.
-    """
-    path = Path(model_or_ckpt)
-    step = None if step in (None, "") else str(step)
-    if path.is_file():
-        if step not in (None, "final"):
-            raise ValueError(
-                f"STEP {step} was given but {path} is a weights file; STEP selects checkpoint-STEP inside an "
-                "AR-GRPO output folder (pass the folder, or leave STEP empty)"
-            )
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(
-            f"{path}: no such GPT checkpoint file or AR-GRPO output folder. LlamaGen weights: {LLAMAGEN_DOWNLOADS}"
-        )
-    if checkpoint_step(path) is not None and step in (None, "final"):
-        return _model_file_in(path)
-    numbered = numbered_checkpoints(path)
-    available = ", ".join(str(n) for n in sorted(numbered)) or "none"
-    if step in (None, "final"):
-        if (path / FINAL_MODEL).is_file():
-            return path / FINAL_MODEL
-        raise FileNotFoundError(
-            f"{path}: no {FINAL_MODEL} (the run has not finished?); pass STEP to pick a checkpoint-N folder "
-            f"(available steps: {available})"
-        )
-    if step == "latest":
-        if not numbered:
-            raise FileNotFoundError(f"{path}: STEP latest, but the folder has no checkpoint-N folders")
-        return _model_file_in(numbered[max(numbered)])
-    if not step.isdigit():
-        raise ValueError(f"STEP must be a number, 'final' or 'latest', got {step!r}")
-    if int(step) not in numbered:
-        raise FileNotFoundError(f"{path}: no checkpoint-{step} folder (available steps: {available})")
-    return _model_file_in(numbered[int(step)])
-
-
 # ----------------------------------------------------------------------------------------- run record
-def check_run_record(folder: Path, record: dict[str, Any], layout: ProcessLayout) -> None:
-    """Refuse to resume into a folder whose samples were made with other settings; record them otherwise.
+def check_run_record(folder: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume into a folder whose samples were made with other settings (checked before any work).
 
-    Every process compares before the main one writes, so no process reads a half-written record.
+    The record itself is written by ``write_run_record`` once the models have loaded, so an attempt that fails
+    before its first sample (a wrong flag, a missing file) leaves nothing that blocks the corrected rerun.
     """
     path = folder / RUN_RECORD
     if path.is_file():
@@ -159,6 +102,11 @@ def check_run_record(folder: Path, record: dict[str, Any], layout: ProcessLayout
                 f"{folder} holds samples made with different settings ({details}). Use another output folder, "
                 "or delete this one to start over."
             )
+
+
+def write_run_record(folder: Path, record: dict[str, Any], layout: ProcessLayout) -> None:
+    """Record the settings of the samples about to be written (every process calls it; the main one writes)."""
+    path = folder / RUN_RECORD
     layout.barrier()
     if layout.is_main and not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,6 +114,28 @@ def check_run_record(folder: Path, record: dict[str, Any], layout: ProcessLayout
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
     layout.barrier()
+
+
+# -------------------------------------------------------------------------------------------- CPU runs
+# More images than this on the CPU need --allow_cpu: a full benchmark there takes days, not minutes.
+CPU_IMAGE_LIMIT = 100
+# An optimistic sustained rate of a CPU for this workload, only used to say how long a run would take.
+CPU_FLOPS = 1e11
+
+
+def check_cpu_budget(args: Any, layout: ProcessLayout, num_images: int, num_params: int) -> None:
+    """Stop a large evaluation that would run on the CPU unless ``--allow_cpu`` asks for it."""
+    if layout.device.type != "cpu" or num_images <= CPU_IMAGE_LIMIT or args.allow_cpu:
+        return
+    tokens = (args.image_size // args.downsample_size) ** 2
+    passes = 2 if args.cfg_scale != 1.0 else 1  # classifier-free guidance runs the model twice
+    seconds = 2 * num_params * tokens * passes * num_images / CPU_FLOPS / layout.world_size
+    raise SystemExit(
+        f"no CUDA device: {num_images} images with {args.gpt_model} ({num_params / 1e6:.0f}M parameters, {tokens} "
+        f"tokens each) would run on the CPU, which takes about {seconds / 3600:.0f} hours or more. Run it on a GPU "
+        f"(test*.sh GPU argument), ask for fewer images, or pass --allow_cpu (ALLOW_CPU=1 for test*.sh) to run it "
+        "on the CPU anyway."
+    )
 
 
 # -------------------------------------------------------------------------------------------- flags
@@ -190,6 +160,10 @@ class SamplingArguments:
         },
     )
     progress: bool = field(default=True, metadata={"help": "show progress bars (--no_progress hides them)"})
+    allow_cpu: bool = field(
+        default=False,
+        metadata={"help": f"run more than {CPU_IMAGE_LIMIT} images on the CPU when there is no CUDA device (slow)"},
+    )
 
 
 def sampling_record(args: Any, gpt_ckpt: Path, extra: dict[str, Any]) -> dict[str, Any]:

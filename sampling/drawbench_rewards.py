@@ -44,8 +44,7 @@ from sampling.prompt_folders import (
     prompt_folder,
     sample_path,
 )
-from sampling.sampler import resolve_model_files, text_encoder_record
-from scripts.flags import parse_flags
+from sampling.sampler import parse_sampling_flags, resolve_model_files, text_encoder_record
 
 DEFAULT_REWARDS = ("clip_text", "hpsv2_text", "imagereward", "pickscore", "aesthetic")
 SERVER_REWARDS = {"deqa": "deqa_url", "unifiedreward": "unifiedreward_url"}
@@ -105,8 +104,7 @@ class DrawBenchArguments(PromptImagesArguments, RewardArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> DrawBenchArguments:
-    (args,) = parse_flags([DrawBenchArguments], argv, description=__doc__, **T2I_DEFAULTS)
-    return args
+    return parse_sampling_flags(DrawBenchArguments, argv, __doc__, **T2I_DEFAULTS)
 
 
 def reward_names(args: DrawBenchArguments) -> list[str]:
@@ -243,10 +241,11 @@ def run(args: DrawBenchArguments, layout: ProcessLayout) -> dict[str, Any] | Non
     outdir = Path(args.outdir)
     lines = [prompt_line(record) for record in records]
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
-    check_run_record(outdir, sampling_record(args, gpt_ckpt, extra), layout)
+    record = sampling_record(args, gpt_ckpt, extra)
+    check_run_record(outdir, record)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
     progress = layout.is_main and args.progress
-    make_prompt_images(args, layout, [record.text for record in records], outdir, args.n_samples, progress)
+    make_prompt_images(args, layout, [record.text for record in records], outdir, args.n_samples, progress, record)
     score_prompts(args, layout, records, names, options)
     if not layout.is_main:
         return None

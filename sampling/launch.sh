@@ -13,6 +13,38 @@ require_model() {
 $DEMO_HINT"
 }
 
+# resolve_model MODEL HINT: print the path MODEL names. A path as given; else a run name, as upstream's
+# `bash test.sh EXP_NAME ...`: outputs/NAME (ours) or checkpoints/NAME (upstream's), under the current
+# folder, then under the repository.
+resolve_model() {
+    local model="$1" base
+    if [[ -e "$model" || "$model" == */* ]]; then
+        require_model "$model" "$2"
+        echo "$model"
+        return
+    fi
+    for base in "$PWD/outputs" "$PWD/checkpoints" "$ROOT/outputs" "$ROOT/checkpoints"; do
+        if [[ -d "$base/$model" ]]; then
+            echo "$base/$model"
+            return
+        fi
+    done
+    die "MODEL_OR_CKPT '$model' is neither a file or folder nor a run name under outputs/ or checkpoints/" \
+        "(looked in $PWD and $ROOT). $2
+$DEMO_HINT"
+}
+
+# model_flags: MODEL_FLAGS, the model flags set in the environment. A run folder's own saved settings (our
+# trainer state, upstream's config.json) supply the rest, so only what is set here is passed.
+model_flags() {
+    MODEL_FLAGS=()
+    [[ -z "${GPT_MODEL:-}" ]] || MODEL_FLAGS+=(--gpt_model "$GPT_MODEL")
+    [[ -z "${VQ_CKPT:-}" ]] || MODEL_FLAGS+=(--vq_ckpt "$VQ_CKPT")
+    [[ -z "${IMAGE_SIZE:-}" ]] || MODEL_FLAGS+=(--image_size "$IMAGE_SIZE")
+    [[ -z "${TEXT_ENCODER:-}" ]] || MODEL_FLAGS+=(--text_encoder "$TEXT_ENCODER")
+    [[ "${ALLOW_CPU:-0}" != 1 ]] || MODEL_FLAGS+=(--allow_cpu)
+}
+
 # require_text_encoder VALUE: 'tiny', a hub id, or a local T5 folder that must exist.
 require_text_encoder() {
     case "$1" in
@@ -36,11 +68,31 @@ run_name() {
     fi
 }
 
-# pick_devices GPU: export CUDA_VISIBLE_DEVICES and set NPROC, one process per listed device.
+# cuda_devices: how many CUDA devices this machine shows (0 without a driver).
+cuda_devices() {
+    if [[ "${CUDA_VISIBLE_DEVICES-unset}" == "" ]] || ! command -v nvidia-smi >/dev/null 2>&1; then
+        echo 0
+    else
+        nvidia-smi -L 2>/dev/null | grep -c GPU || true
+    fi
+}
+
+# pick_devices GPU: export CUDA_VISIBLE_DEVICES and set NPROC, one process per listed device. An empty GPU is
+# device 0 when there is one (upstream's default); without CUDA the run goes to the CPU, said out loud, and
+# the sampling script refuses a large CPU run unless ALLOW_CPU=1.
 pick_devices() {
     local gpu="$1" ids
+    if [[ -z "$gpu" ]]; then
+        if (( $(cuda_devices) > 0 )); then
+            gpu=0
+        else
+            echo "GPU not given and no CUDA device found: sampling on the CPU (ALLOW_CPU=1 for more than" \
+                "a few images)" >&2
+            gpu=cpu
+        fi
+    fi
     case "$gpu" in
-        "" | cpu | CPU)
+        cpu | CPU)
             export CUDA_VISIBLE_DEVICES=""
             NPROC=1
             ;;
@@ -69,27 +121,30 @@ launch_module() {
 }
 
 # t2i_setup MODEL_OR_CKPT GPU STEP CFG: what test_t2i.sh and test_t2i_rewards_drawbench.sh share.
-# Sets the four positional values, the environment defaults (LlamaGen's t2i GPT-XL at 256 px), checks the
-# model, VQ and text encoder, and picks the devices.
+# Sets the four positional values and the environment defaults, checks the model, VQ and text encoder, and
+# picks the devices. A weights file gets LlamaGen's t2i GPT-XL at 256 px unless set; a run folder its saved
+# settings. The caller then shifts its four positional arguments.
 t2i_setup() {
-    MODEL_OR_CKPT="${1:-$ROOT/pretrained_models/t2i_XL_stage1_256.pt}"
+    MODEL_OR_CKPT="$(resolve_model "${1:-$ROOT/pretrained_models/t2i_XL_stage1_256.pt}" "$T2I_DOWNLOAD")"
     GPU="${2:-}"
     STEP="${3:-}"
     CFG="${4:-2.0}"
-    GPT_MODEL="${GPT_MODEL:-GPT-XL}"
-    VQ_CKPT="${VQ_CKPT:-$ROOT/pretrained_models/vq_ds16_t2i.pt}"
-    TEXT_ENCODER="${TEXT_ENCODER:-$ROOT/pretrained_models/t5-ckpt/flan-t5-xl}"
-    IMAGE_SIZE="${IMAGE_SIZE:-256}"
+    if [[ -f "$MODEL_OR_CKPT" ]]; then
+        GPT_MODEL="${GPT_MODEL:-GPT-XL}"
+        VQ_CKPT="${VQ_CKPT:-$ROOT/pretrained_models/vq_ds16_t2i.pt}"
+        TEXT_ENCODER="${TEXT_ENCODER:-$ROOT/pretrained_models/t5-ckpt/flan-t5-xl}"
+        IMAGE_SIZE="${IMAGE_SIZE:-256}"
+    fi
     N_SAMPLES="${N_SAMPLES:-4}"
     TOP_K="${TOP_K:-2000}"
     PER_PROC_BATCH_SIZE="${PER_PROC_BATCH_SIZE:-16}"
     SEED="${SEED:-0}"
     OUT_ROOT="${OUT_ROOT:-test_results}"
-    require_model "$MODEL_OR_CKPT" "$T2I_DOWNLOAD"
-    require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$T2I_DOWNLOAD"
-    require_text_encoder "$TEXT_ENCODER"
+    [[ -z "${VQ_CKPT:-}" ]] || require_file "$VQ_CKPT" "VQ checkpoint (VQ_CKPT)" "$T2I_DOWNLOAD"
+    [[ -z "${TEXT_ENCODER:-}" ]] || require_text_encoder "$TEXT_ENCODER"
     RUN_NAME="${RUN_NAME:-$(run_name "$MODEL_OR_CKPT" "$STEP" "$CFG")}"
     pick_devices "$GPU"
+    model_flags
 }
 
 # t2i_launch MODULE OUTDIR ARGS...: run a t2i sampling module with the flags t2i_setup set.
@@ -99,10 +154,7 @@ t2i_launch() {
     launch_module "$module" \
         --gpt_ckpt "$MODEL_OR_CKPT" \
         --ckpt_step "$STEP" \
-        --gpt_model "$GPT_MODEL" \
-        --vq_ckpt "$VQ_CKPT" \
-        --text_encoder "$TEXT_ENCODER" \
-        --image_size "$IMAGE_SIZE" \
+        "${MODEL_FLAGS[@]}" \
         --cfg_scale "$CFG" \
         --top_k "$TOP_K" \
         --n_samples "$N_SAMPLES" \

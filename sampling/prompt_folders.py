@@ -20,9 +20,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from autoregressive.build import build_text_encoder
-from sampling.common import ProcessLayout, batches
+from sampling.common import ProcessLayout, batches, check_cpu_budget, write_run_record
 from sampling.images import save_png
-from sampling.sampler import SamplerArguments, build_sampler
+from sampling.sampler import SamplerArguments, build_sampler, estimated_parameters
 
 T2I_DEFAULTS = {"gpt_type": "t2i", "cfg_scale": 7.5, "top_k": 2000, "per_proc_batch_size": 16}
 """Flag defaults of the scripts that fill prompt folders (LlamaGen's text-to-image sampling settings)."""
@@ -96,8 +96,11 @@ def make_prompt_images(
     outdir: Path,
     n_samples: int,
     progress: bool,
+    record: dict,
 ) -> int:
-    """Sample every missing image (caption i, sample j), keyed (i, j) for its seed; returns how many were missing."""
+    """Sample every missing image (caption i, sample j), keyed (i, j) for its seed; returns how many were missing.
+
+    ``record`` (the settings) is written to OUTDIR once the models have loaded, before the first image."""
     missing = [
         (index, j)
         for index in range(len(captions))
@@ -108,10 +111,13 @@ def make_prompt_images(
     if layout.is_main:
         total = len(captions) * n_samples
         print(f"{total - len(missing)} of {total} images exist in {outdir}; {len(missing)} to make")
-    mine = layout.share(missing)
-    if mine:
+    if missing:
+        check_cpu_budget(args, layout, len(missing), estimated_parameters(args))
         sampler = build_sampler(args, layout.device)
         encoder = build_text_encoder(args, layout.device)
+    write_run_record(outdir, record, layout)
+    mine = layout.share(missing)
+    if mine:
         for chunk in tqdm(list(batches(mine, args.per_proc_batch_size)), desc="sampling", disable=not progress):
             emb, mask = encoder.encode([captions[index] for index, _ in chunk])
             images = sampler(emb, keys=chunk, cond_mask=mask)

@@ -23,13 +23,20 @@ from evaluation.npz_io import NpzArrayReader, write_sample_npz
 from sampling.common import (
     ProcessLayout,
     batches,
+    check_cpu_budget,
     check_run_record,
     run_in_processes,
     sampling_record,
+    write_run_record,
 )
 from sampling.images import read_png, save_png
-from sampling.sampler import SamplerArguments, build_sampler, resolve_model_files
-from scripts.flags import parse_flags
+from sampling.sampler import (
+    SamplerArguments,
+    build_sampler,
+    estimated_parameters,
+    parse_sampling_flags,
+    resolve_model_files,
+)
 
 
 @dataclass(kw_only=True)
@@ -54,8 +61,7 @@ class FIDArguments(SamplerArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> FIDArguments:
-    (args,) = parse_flags([FIDArguments], argv, description=__doc__, gpt_type="c2i", cfg_scale=2.0, top_k=0)
-    return args
+    return parse_sampling_flags(FIDArguments, argv, __doc__, gpt_type="c2i", cfg_scale=2.0, top_k=0)
 
 
 def png_path(sample_dir: Path, index: int) -> Path:
@@ -85,11 +91,15 @@ def write_npz(npz_path: Path, pngs: list[Path], labels: np.ndarray, size: int, p
     return write_sample_npz(npz_path, chunks, labels=labels)
 
 
-def sample_missing(args: FIDArguments, layout: ProcessLayout, missing: list[int], size: int) -> None:
+def sample_missing(args: FIDArguments, layout: ProcessLayout, missing: list[int], size: int, record: dict) -> None:
+    """Make the missing samples; ``record`` is written once the models have loaded, before the first sample."""
+    if missing:
+        check_cpu_budget(args, layout, len(missing), estimated_parameters(args))
+        sampler = build_sampler(args, layout.device, output_size=size)
+    write_run_record(Path(args.sample_dir), record, layout)
     mine = layout.share(missing)
     if not mine:
         return
-    sampler = build_sampler(args, layout.device, output_size=size)
     sample_dir = Path(args.sample_dir)
     progress = layout.is_main and args.progress
     for chunk in tqdm(list(batches(mine, args.per_proc_batch_size)), desc="sampling", disable=not progress):
@@ -105,14 +115,14 @@ def run(args: FIDArguments, layout: ProcessLayout) -> Path:
     gpt_ckpt = resolve_model_files(args)
     size = args.image_size_eval or args.image_size
     record = sampling_record(args, gpt_ckpt, {"num_classes": args.num_classes, "stored_image_size": size})
-    check_run_record(sample_dir, record, layout)
+    check_run_record(sample_dir, record)
 
     pngs = [png_path(sample_dir, i) for i in range(args.num_fid_samples)]
     missing = [i for i, p in enumerate(pngs) if not p.is_file()]
     layout.barrier()  # every process listed the folder before anyone writes to it
     if layout.is_main:
         print(f"{len(pngs) - len(missing)} of {len(pngs)} samples exist in {sample_dir}; {len(missing)} to make")
-    sample_missing(args, layout, missing, size)
+    sample_missing(args, layout, missing, size, record)
     layout.barrier()
 
     if layout.is_main:

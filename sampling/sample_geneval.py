@@ -27,8 +27,7 @@ from sampling.prompt_folders import (
     make_prompt_images,
     prepare_prompt_folders,
 )
-from sampling.sampler import resolve_model_files, text_encoder_record
-from scripts.flags import parse_flags
+from sampling.sampler import parse_sampling_flags, resolve_model_files, text_encoder_record
 
 
 @dataclass(kw_only=True)
@@ -38,8 +37,7 @@ class GenEvalArguments(PromptImagesArguments):
 
 
 def parse_args(argv: list[str] | None = None) -> GenEvalArguments:
-    (args,) = parse_flags([GenEvalArguments], argv, description=__doc__, **T2I_DEFAULTS)
-    return args
+    return parse_sampling_flags(GenEvalArguments, argv, __doc__, **T2I_DEFAULTS)
 
 
 def run(args: GenEvalArguments, layout: ProcessLayout) -> Path:
@@ -48,10 +46,11 @@ def run(args: GenEvalArguments, layout: ProcessLayout) -> Path:
     outdir = Path(args.outdir)
     lines = [entry.raw_line for entry in entries]
     extra = {**text_encoder_record(args), "prompts_sha256": lines_digest(lines)}
-    check_run_record(outdir, sampling_record(args, gpt_ckpt, extra), layout)
+    record = sampling_record(args, gpt_ckpt, extra)
+    check_run_record(outdir, record)
     prepare_prompt_folders(outdir, lines, args.n_samples, layout)
     progress = layout.is_main and args.progress
-    make_prompt_images(args, layout, [entry.prompt for entry in entries], outdir, args.n_samples, progress)
+    make_prompt_images(args, layout, [entry.prompt for entry in entries], outdir, args.n_samples, progress, record)
     if layout.is_main:
         print(f"GenEval images for {len(entries)} prompts x {args.n_samples} are in {outdir}")
     return outdir

@@ -239,3 +239,175 @@ def test_gpt_size_mismatch_names_the_file_and_the_matching_flags(tmp_path):
     message = str(info.value)
     assert message.startswith(str(path)) and "size mismatch for tok_embeddings.weight" in message
     assert "looks like --gpt_model GPT-Tiny --gpt_type c2i" in message
+
+
+# ------------------------------------------------------------------------ upstream AR-GRPO checkpoints
+UPSTREAM_CONFIG = {
+    "model_type": "imggen",
+    "vq_model": "VQ-Tiny",
+    "gpt_model": "GPT-Tiny",
+    "codebook_size": 48,
+    "codebook_embed_dim": 8,
+    "image_size": 16,
+    "downsample_size": 4,
+    "cls_token_num": 1,
+    "gpt_type": "c2i",
+    "text_encoder": "google/flan-t5-xl",
+}
+
+
+def _upstream_models():
+    from autoregressive.models.gpt import build_gpt
+    from tokenizer.vq_model import VQ_Tiny
+
+    torch.manual_seed(0)
+    gpt = build_gpt("GPT-Tiny", block_size=16, vocab_size=48)
+    nn.init.normal_(gpt.output.weight)  # LlamaGen zero-inits the head: make every tensor distinctive
+    return gpt, VQ_Tiny(codebook_size=48)
+
+
+def make_upstream_checkpoint(folder, gpt, vq, *, shards: int = 1):
+    """``folder`` as upstream's ImgGen_HF.save_pretrained writes it: config.json + prefixed safetensors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(UPSTREAM_CONFIG))
+    tensors = {f"gpt_model.{k}": v.contiguous() for k, v in gpt.state_dict().items() if k != "freqs_cis"}
+    tensors.update({f"vq_model.{k}": v.contiguous() for k, v in vq.state_dict().items()})
+    if shards == 1:
+        save_file(tensors, str(folder / "model.safetensors"))
+        return folder
+    keys = sorted(tensors)
+    weight_map = {}
+    for i in range(shards):
+        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = keys[i::shards]
+        save_file({k: tensors[k] for k in part}, str(folder / name))
+        weight_map.update(dict.fromkeys(part, name))
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_upstream_checkpoint_loads_gpt_and_vq_strictly(shards, tmp_path):
+    from autoregressive.models.gpt import build_gpt, load_gpt_weights
+    from tokenizer.vq_model import load_vq
+
+    gpt, vq = _upstream_models()
+    folder = make_upstream_checkpoint(tmp_path / "checkpoint-300", gpt, vq, shards=shards)
+    weights = folder / ("model.safetensors" if shards == 1 else "model.safetensors.index.json")
+    for given in (folder, weights):  # the folder or its weights file
+        loaded = load_gpt_weights(build_gpt("GPT-Tiny", block_size=16, vocab_size=48), given)
+        _assert_same(loaded.state_dict(), gpt.state_dict())
+        loaded_vq = load_vq(given, "VQ-Tiny", codebook_size=48)
+        _assert_same(loaded_vq.state_dict(), vq.state_dict())
+
+
+def test_upstream_checkpoint_mismatch_names_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from autoregressive.models.gpt import build_gpt, load_gpt_weights
+
+    gpt, vq = _upstream_models()
+    folder = make_upstream_checkpoint(tmp_path / "checkpoint-1", gpt, vq)
+    path = folder / "model.safetensors"
+    with pytest.raises(CheckpointError, match=f"^{path}: checkpoint does not fit"):  # wrong size: strict
+        load_gpt_weights(build_gpt("GPT-Small", block_size=16, vocab_size=48), path)
+    tensors = load_file(str(path))
+    tensors.pop("gpt_model.norm.weight")
+    tensors["gpt_model.extra.weight"] = torch.zeros(1)
+    save_file(tensors, str(path))
+    with pytest.raises(CheckpointError) as info:
+        load_gpt_weights(build_gpt("GPT-Tiny", block_size=16, vocab_size=48), path)
+    assert str(info.value).startswith(str(path)) and '"norm.weight"' in str(info.value)
+    assert '"extra.weight"' in str(info.value)
+    tensors["text_encoder.w"] = torch.zeros(1)  # keys of neither part are never dropped silently
+    save_file(tensors, str(path))
+    with pytest.raises(CheckpointError, match="keys outside gpt_model., vq_model.: text_encoder.w"):
+        read_state_dict(path, part="gpt_model")
+    with pytest.raises(CheckpointError, match="say which part"):
+        read_state_dict(path)
+
+
+def test_sharded_index_is_checked(tmp_path):
+    import json
+
+    gpt, vq = _upstream_models()
+    folder = make_upstream_checkpoint(tmp_path / "checkpoint-2", gpt, vq, shards=2)
+    index_path = folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    moved = next(iter(index["weight_map"]))
+    index["weight_map"][moved] = "../elsewhere.safetensors"
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="is not a file name beside the index"):
+        read_state_dict(index_path, part="gpt_model")
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if k != moved}
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="does not hold what model.safetensors.index.json lists"):
+        read_state_dict(index_path, part=moved.split(".")[0])  # a tensor the index does not list
+    index_path.write_text("{" * 10)
+    with pytest.raises(CheckpointError, match="truncated or corrupt JSON"):
+        read_state_dict(folder, part="gpt_model")
+
+
+# ------------------------------------------------------------------------ export and model-only checkpoints
+def _exported_loads_strictly(pt_path, expected: dict, build) -> None:
+    """Both exported files load strictly into the LlamaGen-layout GPT with exactly ``expected``'s tensors."""
+    from safetensors.torch import load_file
+
+    from autoregressive.models.gpt import load_gpt_weights
+
+    saved = torch.load(pt_path, map_location="cpu", weights_only=True)
+    assert list(saved) == ["model"]  # LlamaGen's layout, nothing else
+    assert load_file(str(pt_path.with_suffix(".safetensors"))).keys() == saved["model"].keys()
+    for path in (pt_path, pt_path.with_suffix(".safetensors")):
+        model = load_gpt_weights(build(), path)
+        _assert_same({k: v for k, v in model.state_dict().items() if k in expected}, expected)
+        assert set(model.state_dict()) == set(expected)
+
+
+def test_export_our_checkpoint_and_upstreams_round_trip(tmp_path, capsys):
+    from autoregressive.models.gpt import build_gpt
+    from scripts import export
+    from tests.grpo_fixtures import make_trainer
+
+    run = tmp_path / "run"
+    trainer = make_trainer(run, max_steps=1, save_steps=1)
+    trainer.train()
+    expected = {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()}
+
+    def build_ours():
+        return build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=10)
+
+    out = tmp_path / "ours" / "gpt.pt"
+    export.main([str(run / "checkpoint-1"), "--out", str(out)])
+    assert f"to {out} and {out.with_suffix('.safetensors')}" in capsys.readouterr().out
+    _exported_loads_strictly(out, expected, build_ours)
+    export.main([str(run), "--step", "latest", "--out", str(tmp_path / "latest.pt")])
+    _exported_loads_strictly(tmp_path / "latest.pt", expected, build_ours)
+
+    gpt, vq = _upstream_models()
+    upstream = make_upstream_checkpoint(tmp_path / "up" / "checkpoint-300", gpt, vq, shards=2)
+    export.main([str(upstream), "--out", str(tmp_path / "upstream.pt")])
+    _exported_loads_strictly(
+        tmp_path / "upstream.pt", gpt.state_dict(), lambda: build_gpt("GPT-Tiny", block_size=16, vocab_size=48)
+    )
+    with pytest.raises(SystemExit, match="no checkpoint-7 folder"):
+        export.main([str(run), "--step", "7", "--out", str(tmp_path / "x.pt")])
+
+
+def test_save_only_model_checkpoints_evaluate_but_cannot_resume(tmp_path):
+    from autoregressive.run_layout import resolve_gpt_checkpoint
+    from tests.grpo_fixtures import make_trainer
+
+    run = tmp_path / "run"
+    make_trainer(run, max_steps=1, save_steps=1, save_only_model=True).train()
+    checkpoint = run / "checkpoint-1"
+    assert sorted(p.name for p in checkpoint.iterdir()) == ["model.safetensors", "trainer_state.json"]
+    assert resolve_gpt_checkpoint(run, "1") == checkpoint / "model.safetensors"
+    with pytest.raises(CheckpointError, match="saved with --save_only_model.*cannot resume") as info:
+        make_trainer(run, max_steps=2, save_steps=1, resume_from_checkpoint="latest").train()
+    assert str(checkpoint / "model.safetensors") in str(info.value)

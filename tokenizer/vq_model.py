@@ -193,7 +193,7 @@ def load_vq(
     if model_name not in VQ_models:
         raise ValueError(f"unknown VQ model {model_name!r}; choose one of {sorted(VQ_models)}")
     model = VQ_models[model_name](**config)
-    state_dict = read_state_dict(path, use_ema=use_ema)
+    state_dict = read_state_dict(path, use_ema=use_ema, part="vq_model")
     hint = f"{_describe_file(state_dict)} Built {model_name} with {asdict(model.config)}."
     load_state_dict_strict(model, state_dict, source=str(path), hint=hint.strip())
     return model.to(device).eval()

@@ -508,7 +508,7 @@ def describe_state_dict(state_dict: dict[str, torch.Tensor]) -> str:
 
 def load_gpt_weights(model: GPT, path: str | Path, use_ema: bool = False) -> GPT:
     """Strictly load a LlamaGen/AR-GRPO checkpoint (any layout) into ``model``; mismatches name the keys."""
-    state_dict = read_state_dict(path, use_ema=use_ema)
+    state_dict = read_state_dict(path, use_ema=use_ema, part="gpt_model")
     cfg = model.config
     hint = (
         f"You built dim {cfg.dim}, {cfg.n_layer} layers, {cfg.model_type}; {describe_state_dict(state_dict)}."
