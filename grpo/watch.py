@@ -137,7 +137,8 @@ def banner(trainer: GRPOTrainer) -> str:
         f"model      {size} ({model.n_layer} layers, dim {model.dim}, {model.n_head} heads): "
         f"{_millions(total)} parameters, {_millions(trainable)} trainable",
         f"task       {task}; prompts from {source}",
-        f"devices    {processes} process(es) on {acc.device.type} ({acc.distributed_type.value})",
+        f"devices    {processes} process(es) on {acc.device.type}"
+        + (f" ({acc.distributed_type.value})" if processes > 1 else ""),
         f"batch      {step_images // g} prompts x {g} images = {step_images} images per optimizer step "
         f"({processes} process(es) x {cfg.per_device_train_batch_size} per micro-batch x "
         f"{cfg.gradient_accumulation_steps} accumulation); {cfg.optimizer_steps_per_rollout} step(s) per rollout",
