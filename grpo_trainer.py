@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
@@ -32,7 +31,6 @@ from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, 
 from grpo.config import GRPOConfig
 from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
 from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
-from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
 from grpo.optimizer import build_optimizer, build_scheduler
@@ -41,7 +39,7 @@ from grpo.rollout import Rollout
 from grpo.run_folder import check_output_dir, clear_output_dir
 from grpo.scoring import RewardFn, Scores, score_all, score_groups_apart
 from grpo.skip_guard import SkippedGroupsGuard
-from grpo.watch import announce, banner, memory_metrics, progress_postfix, start_trackers, tracking_options
+from grpo.watch import RunView, announce, tracking_options
 from reward_utils.remote import RewardInterrupted, clear_stop, request_stop
 
 SAMPLE_STREAM = 3
@@ -110,33 +108,25 @@ class GRPOTrainer:
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
         clear_stop()
-        main, resumed = acc.is_main_process, self.step if cfg.resume_from_checkpoint else None
+        resumed = self.step if cfg.resume_from_checkpoint else None
         evaluation = HeldOutEvaluation(heldout_prompts(self.prompts, cfg), cfg.seed) if cfg.eval_steps else None
-        announce(acc, banner(self))
-        start_trackers(acc, cfg, self.run_config, resumed)
-        logger = MetricsLogger(cfg.output_dir, acc, resumed_step=resumed) if main else None
+        view = RunView(self, resumed)  # banner, trackers, metrics.jsonl, progress bar
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="GRPO", disable=not main, dynamic_ncols=True)
         metrics: dict[str, float] = {}
         try:
             if evaluation is not None and resumed is None:
-                evaluation.run_and_log(self, logger)
+                evaluation.run_and_log(self, view.logger)
             while self.step < cfg.max_steps:
                 started = time.perf_counter()
                 try:
                     rollout = self.make_rollout()
                 except RewardInterrupted:  # nothing of this rollout was applied: the state is the last step's
                     self._interrupted(self.save())
-                if logger is not None and cfg.image_log_steps and self.step % cfg.image_log_steps == 0:
-                    logger.log_group(self.step, rollout)
+                view.samples(self.step, rollout)
                 before, updates = self.step, self.update(rollout)
                 images_per_s = rollout.images.shape[0] * acc.num_processes / (time.perf_counter() - started)
                 for i, (step, metrics) in enumerate(updates):
-                    metrics.update(memory_metrics(acc), **({"throughput/images_per_s": images_per_s} if i == 0 else {}))
-                    if logger is not None and step % cfg.logging_steps == 0:
-                        logger.log(step, metrics)
-                    bar.update(1)
-                    bar.set_postfix(progress_postfix(metrics))
+                    view.step(step, metrics, images_per_s if i == 0 else None)
                 self.rollout_index += 1
                 finished = self.step >= cfg.max_steps
                 exiting = 0 <= cfg.exit_step <= self.step
@@ -148,7 +138,7 @@ class GRPOTrainer:
                 if interrupted and not finished:  # a SIGTERM during the last rollout still finishes the run
                     self._interrupted(checkpoint)
                 if evaluation is not None and self.step // cfg.eval_steps > before // cfg.eval_steps:
-                    evaluation.run_and_log(self, logger)
+                    evaluation.run_and_log(self, view.logger)
                 if exiting:
                     acc.print(
                         f"stopping at step {self.step} of {cfg.max_steps} (exit_step): saved {checkpoint}; "
@@ -160,9 +150,7 @@ class GRPOTrainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             clear_stop()  # the stop was for this run; later reward calls in this process may wait again
-            bar.close()
-            if logger is not None:
-                logger.close()
+            view.close()
         return metrics
 
     # -------------------------------------------------------------------------------------- rollout

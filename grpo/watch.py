@@ -15,6 +15,9 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 from tqdm.auto import tqdm
 
+from grpo.logging import MetricsLogger
+from grpo.rollout import Rollout
+
 if TYPE_CHECKING:
     from grpo.config import GRPOConfig
     from grpo_trainer import GRPOTrainer
@@ -189,3 +192,40 @@ def progress_postfix(metrics: dict[str, float]) -> dict[str, str]:
     if memory:
         out["mem"] = f"{memory[0]:.2f}G"
     return out
+
+
+# ---------------------------------------------------------------------------------------------- the view
+class RunView:
+    """What a run shows while it trains: the banner and trackers at the start, then per step metrics.jsonl,
+    the trackers and the progress bar (main process), and the sample grids."""
+
+    def __init__(self, trainer: GRPOTrainer, resumed_step: int | None):
+        cfg, acc = trainer.config, trainer.accelerator
+        self.config, self.accelerator = cfg, acc
+        announce(acc, banner(trainer))
+        start_trackers(acc, cfg, trainer.run_config, resumed_step)
+        main = acc.is_main_process
+        self.logger = MetricsLogger(cfg.output_dir, acc, resumed_step=resumed_step) if main else None
+        self.bar = tqdm(total=cfg.max_steps, initial=trainer.step, desc="GRPO", disable=not main, dynamic_ncols=True)
+
+    def step(self, step: int, metrics: dict[str, float], images_per_s: float | None = None) -> None:
+        """Adds the peak memory (every process takes part) and ``images_per_s`` (wall time of the rollout and its
+        update, all processes' images) to ``metrics``, then logs them."""
+        metrics.update(memory_metrics(self.accelerator))
+        if images_per_s is not None:
+            metrics["throughput/images_per_s"] = images_per_s
+        if self.logger is not None and step % self.config.logging_steps == 0:
+            self.logger.log(step, metrics)
+        self.bar.update(1)
+        self.bar.set_postfix(progress_postfix(metrics))
+
+    def samples(self, step: int, rollout: Rollout) -> None:
+        """Every ``image_log_steps``: the rollout's first group, captioned, to samples/ and the trackers."""
+        every = self.config.image_log_steps
+        if self.logger is not None and every and step % every == 0:
+            self.logger.log_group(step, rollout)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.logger is not None:
+            self.logger.close()
