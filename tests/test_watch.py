@@ -176,3 +176,39 @@ def vq_ckpt(tmp_path):
     path = tmp_path / "vq.pt"
     torch.save({"model": tiny_vq().state_dict()}, path)
     return path
+
+
+EVAL_WORKER = """
+import sys
+import torch
+sys.path.insert(0, sys.argv[2])
+from grpo.launch import make_accelerator
+from tests.grpo_fixtures import make_trainer
+torch.set_num_threads(1)
+per_device = 8 // int(sys.argv[3])
+make_trainer(sys.argv[1], accelerator=make_accelerator(), max_steps=1, per_device_train_batch_size=per_device,
+             eval_steps=1, eval_num_prompts=5, learning_rate=0.0).train()
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_heldout_prompts_and_log_what_one_process_logs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    worker = tmp_path / "eval_worker.py"
+    worker.write_text(EVAL_WORKER)
+    rows = {}
+    for nproc in (1, 2):
+        out = tmp_path / f"p{nproc}"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(worker)]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+        result = subprocess.run([*cmd, str(out), str(root), str(nproc)], env=env, capture_output=True, text=True,
+                                timeout=600, cwd=root)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-4000:]
+        rows[nproc] = _eval_rows(out)
+    assert [r["step"] for r in rows[2]] == [0, 1]  # logged once, by the main process
+    for one, two in zip(rows[1], rows[2], strict=True):
+        assert two["eval/total_mean"] == pytest.approx(one["eval/total_mean"], abs=1e-6)
