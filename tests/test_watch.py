@@ -212,3 +212,37 @@ def test_two_processes_share_the_heldout_prompts_and_log_what_one_process_logs(t
     assert [r["step"] for r in rows[2]] == [0, 1]  # logged once, by the main process
     for one, two in zip(rows[1], rows[2], strict=True):
         assert two["eval/total_mean"] == pytest.approx(one["eval/total_mean"], abs=1e-6)
+
+
+T2I_FLAGS = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48", "--text_encoder", "tiny"]
+
+
+def test_t2i_run_evaluates_the_prompt_file_and_captions_its_grids(tmp_path, vq_ckpt):
+    import train_t2i
+
+    gpt = _gpt_ckpt(tmp_path, model_type="t2i", caption_dim=32, cls_token_num=48)
+    prompts, held_out = tmp_path / "prompts.txt", tmp_path / "drawbench.txt"
+    prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
+    held_out.write_text("a photo of a green triangle\na photo of two blue circles\na photo of a red square\n")
+    out = tmp_path / "run"
+    flags = [*COMMON, *T2I_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--dataset_name", str(prompts)]
+    flags += ["--reward_funcs", "shapes", "--output_dir", str(out), "--eval_steps", "1", "--eval_prompts"]
+    train_t2i.main([*flags, str(held_out)])
+    rows = _eval_rows(out)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert {"eval/total_mean", "eval/shapes_mean"} <= set(rows[0])
+    grid = Image.open(out / "samples" / "step_000000.png")
+    assert _dark(grid.crop((0, 0, grid.width, 12))).sum() > 20  # the caption's first line
+
+
+def test_a_missing_eval_prompt_file_fails_before_any_model_loads(tmp_path, vq_ckpt):
+    import train_t2i
+
+    broken = tmp_path / "gpt.pt"
+    broken.write_bytes(b"not a checkpoint: loading it would fail with another error")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a photo of a red circle\n")
+    flags = [*COMMON, *T2I_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--reward_funcs", "shapes"]
+    flags += ["--dataset_name", str(prompts), "--output_dir", str(tmp_path / "o"), "--eval_steps", "5"]
+    with pytest.raises(SystemExit, match="nope.txt"):
+        train_t2i.main([*flags, "--eval_prompts", str(tmp_path / "nope.txt")])
