@@ -77,4 +77,3 @@ class MetricsLogger:
 
     def close(self) -> None:
         self.jsonl.close()
-        self.accelerator.end_training()

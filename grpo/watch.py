@@ -226,6 +226,10 @@ class RunView:
             self.logger.log_group(step, rollout)
 
     def close(self) -> None:
+        """Ends the trackers, but not the process group (``end_training`` would): the processes may go on."""
         self.bar.close()
         if self.logger is not None:
             self.logger.close()
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
+        self.accelerator.trackers = []  # a later train() with this accelerator starts its own

@@ -246,3 +246,17 @@ def test_a_missing_eval_prompt_file_fails_before_any_model_loads(tmp_path, vq_ck
     flags += ["--dataset_name", str(prompts), "--output_dir", str(tmp_path / "o"), "--eval_steps", "5"]
     with pytest.raises(SystemExit, match="nope.txt"):
         train_t2i.main([*flags, "--eval_prompts", str(tmp_path / "nope.txt")])
+
+
+def test_a_resumed_run_replaces_tensorboard_events_after_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    options = dict(max_steps=2, save_steps=1, report_to="tensorboard", save_total_limit=3)
+    first = make_trainer(out, **options)  # no accelerator given: the trainer makes one with the trackers asked for
+    first.train()
+    resume = str(out / "checkpoint-1")
+    again = make_trainer(out, accelerator=first.accelerator, resume_from_checkpoint=resume, **options)
+    again.train()  # the same accelerator: its trackers were finished and cleared, so this run starts its own
+    assert first.accelerator.trackers == []
+    folder = next(p.parent for p in (out / "tensorboard").rglob("events.out.tfevents.*") if "hparams" not in str(p))
+    steps = [e.step for e in _ea(folder).Scalars("reward/total_mean")]
+    assert steps == [1, 2]  # step 2 once: the resumed run's, the first run's purged
