@@ -122,6 +122,7 @@ def banner(trainer: GRPOTrainer) -> str:
     params = list(policy.parameters())
     total, trainable = sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
     size = run.get("gpt_model") or "custom size"
+    size += " with --gpt_config changes" if run.get("gpt_config") else ""
     task = "class-to-image" if model.model_type == "c2i" else "text-to-image"
     source = run.get("dataset_name") or run.get("image_root") or type(trainer.prompts).__name__
     if model.model_type == "c2i":
