@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import signal
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -18,7 +19,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
@@ -29,8 +29,8 @@ from autoregressive.run_layout import FINAL_MODEL
 from grpo.advantages import group_advantages
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
+from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
 from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
-from grpo.logging import MetricsLogger
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
 from grpo.optimizer import build_optimizer, build_scheduler
@@ -39,6 +39,7 @@ from grpo.rollout import Rollout
 from grpo.run_folder import check_output_dir, clear_output_dir
 from grpo.scoring import RewardFn, Scores, score_all, score_groups_apart
 from grpo.skip_guard import SkippedGroupsGuard
+from grpo.watch import RunView, announce, tracking_options
 from reward_utils.remote import RewardInterrupted, clear_stop, request_stop
 
 SAMPLE_STREAM = 3
@@ -64,7 +65,8 @@ class GRPOTrainer:
         run_config: dict[str, Any] | None = None,
     ):
         self.config = config
-        self.accelerator = accelerator or Accelerator(mixed_precision="bf16" if config.bf16 else "no")
+        mixed = "bf16" if config.bf16 else "no"
+        self.accelerator = accelerator or Accelerator(mixed_precision=mixed, **tracking_options(config))
         self._claim_output_dir()
         self.decode_images, self.reward_fn = decode_images, reward_fn
         self.prompts, self.encode_condition = prompts, encode_condition
@@ -102,30 +104,29 @@ class GRPOTrainer:
     # ----------------------------------------------------------------------------------------- loop
     def train(self) -> dict[str, float]:
         """Rollout, update, checkpoint, until ``max_steps``; returns the last step's metrics."""
-        cfg = self.config
+        cfg, acc = self.config, self.accelerator
         if cfg.resume_from_checkpoint:
             self.resume(cfg.resume_from_checkpoint)
         clear_stop()
-        main, resumed = self.accelerator.is_main_process, self.step if cfg.resume_from_checkpoint else None
-        logger = MetricsLogger(cfg.output_dir, cfg.report_to, resumed_step=resumed) if main else None
+        resumed = self.step if cfg.resume_from_checkpoint else None
+        evaluation = HeldOutEvaluation(heldout_prompts(self.prompts, cfg), cfg.seed) if cfg.eval_steps else None
+        view = RunView(self, resumed)  # banner, trackers, metrics.jsonl, progress bar
         previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="GRPO", disable=not main, dynamic_ncols=True)
         metrics: dict[str, float] = {}
         try:
+            if evaluation is not None and resumed is None:
+                evaluation.run_and_log(self, view.logger)
             while self.step < cfg.max_steps:
+                started = time.perf_counter()
                 try:
                     rollout = self.make_rollout()
                 except RewardInterrupted:  # nothing of this rollout was applied: the state is the last step's
                     self._interrupted(self.save())
-                if logger is not None and cfg.image_log_steps and self.step % cfg.image_log_steps == 0:
-                    logger.log_images(self.step, rollout.images[: cfg.num_generations], rollout.prompts[0].value)
-                before = self.step
-                for step, metrics in self.update(rollout):
-                    if logger is not None and step % cfg.logging_steps == 0:
-                        logger.log(step, metrics)
-                    bar.update(1)
-                    reward = metrics.get("reward/total_mean")
-                    bar.set_postfix(reward=None if reward is None else f"{reward:.3f}", kl=f"{metrics['kl']:.4f}")
+                view.samples(self.step, rollout)
+                before, updates = self.step, self.update(rollout)
+                images_per_s = rollout.images.shape[0] * acc.num_processes / (time.perf_counter() - started)
+                for i, (step, metrics) in enumerate(updates):
+                    view.step(step, metrics, images_per_s if i == 0 else None)
                 self.rollout_index += 1
                 finished = self.step >= cfg.max_steps
                 exiting = 0 <= cfg.exit_step <= self.step
@@ -133,22 +134,23 @@ class GRPOTrainer:
                 crossed_save = cfg.save_steps > 0 and self.step // cfg.save_steps > before // cfg.save_steps
                 if crossed_save or exiting or interrupted or finished:
                     checkpoint = self.save()
+                    announce(acc, f"saved {checkpoint.name} to {checkpoint}")
                 if interrupted and not finished:  # a SIGTERM during the last rollout still finishes the run
                     self._interrupted(checkpoint)
+                if evaluation is not None and self.step // cfg.eval_steps > before // cfg.eval_steps:
+                    evaluation.run_and_log(self, view.logger)
                 if exiting:
-                    self.accelerator.print(
+                    acc.print(
                         f"stopping at step {self.step} of {cfg.max_steps} (exit_step): saved {checkpoint}; "
                         f"no {FINAL_MODEL} until the run finishes"
                     )
                     break
             if self.step >= cfg.max_steps:
-                self.save_final_model()
+                announce(acc, f"final model: {self.save_final_model()}")
         finally:
             signal.signal(signal.SIGTERM, previous)
             clear_stop()  # the stop was for this run; later reward calls in this process may wait again
-            bar.close()
-            if logger is not None:
-                logger.close()
+            view.close()
         return metrics
 
     # -------------------------------------------------------------------------------------- rollout

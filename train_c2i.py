@@ -22,6 +22,7 @@ from autoregressive.build import ModelArguments, build_policy, build_vq, check_m
 from grpo.config import GRPOConfig
 from grpo.launch import make_accelerator
 from grpo.prompt_sources import ClassPrompts, PromptSource
+from grpo.watch import tracking_options
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 from scripts.flags import parse_flags, saved_run_config
@@ -77,6 +78,7 @@ def build_trainer(
     Flags, files and the prompt file are checked first: a typo costs a second, not a model load.
     """
     from grpo.checkpointing import resolve_checkpoint
+    from grpo.heldout_eval import check_watch_setup
     from grpo.run_folder import check_output_dir
     from img_gen_grpo_rewards import build_reward, check_reward_setup
     from scripts.upstream_flags import warn_upstream_choices
@@ -91,10 +93,11 @@ def build_trainer(
         if config.resume_from_checkpoint:
             resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
         prompts = make_prompts(model_args, data_args, config.data_seed)
+        check_watch_setup(config, prompts)
     except (ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
 
-    accelerator = make_accelerator(mixed_precision="bf16" if config.bf16 else "no")
+    accelerator = make_accelerator(mixed_precision="bf16" if config.bf16 else "no", **tracking_options(config))
     torch.manual_seed(config.seed)
     policy = build_policy(model_args)
     vq = build_vq(model_args, accelerator.device)

@@ -118,7 +118,24 @@ class GRPOConfig:
     )
     logging_steps: int = _opt(1, "log metrics every this many steps")
     image_log_steps: int = _opt(25, "save/log an image grid of one group every this many steps (0: never)")
-    report_to: str = _opt("tensorboard", "metric sink besides metrics.jsonl", ("tensorboard", "none"))
+    report_to: str = _opt(
+        "tensorboard",
+        "trackers besides metrics.jsonl (accelerate's): tensorboard, wandb (needs the wandb package), "
+        "all (tensorboard, and wandb when installed) or none",
+        ("tensorboard", "wandb", "all", "none"),
+    )
+    run_name: str | None = _opt(None, "the run's name in the trackers (default: the output folder's name)")
+    eval_steps: int = _opt(
+        0,
+        "every this many steps (and at step 0), sample the held-out prompts with fixed seeds and log the "
+        "training reward's eval/<part>_mean (0: never)",
+    )
+    eval_prompts: str | None = _opt(
+        None,
+        "text-to-image held-out prompt file (e.g. GenEval's or DrawBench's from dataset/download_prompts.py); "
+        "default: a fixed seeded subset of the training prompts (class-conditional: fixed class ids)",
+    )
+    eval_num_prompts: int = _opt(16, "held-out prompts sampled per evaluation, one image each (-1: all of the file)")
 
     def __post_init__(self) -> None:
         if self.data_seed is None:

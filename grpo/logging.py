@@ -1,13 +1,16 @@
-"""Metrics to a JSONL file (always) and TensorBoard (optional); sample grids as PNG files people can open."""
+"""Metrics to a JSONL file (always) and the trackers (optional); sample grids as PNG files people can open."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import torch
-from torchvision.utils import make_grid, save_image
+import numpy as np
+from accelerate import Accelerator
+from PIL import Image
+
+from grpo.rollout import Rollout
+from grpo.sample_grid import captioned_grid, prompt_caption
 
 
 def drop_lines_after(path: Path, step: int) -> int:
@@ -37,40 +40,40 @@ def drop_lines_after(path: Path, step: int) -> int:
 
 class MetricsLogger:
     """Main-process only. ``metrics.jsonl`` gets one line per logged step; on resume from step ``resumed_step``
-    it keeps the lines up to that step and is appended to, and TensorBoard purges the later events."""
+    it keeps the lines up to that step and is appended to. The accelerator's trackers (``--report_to``, started
+    by ``grpo.watch.start_trackers``) get the same values and the sample grids."""
 
-    def __init__(self, output_dir: str | Path, report_to: str = "tensorboard", resumed_step: int | None = None):
+    def __init__(self, output_dir: str | Path, accelerator: Accelerator, resumed_step: int | None = None):
         self.root = Path(output_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.accelerator = accelerator
         if resumed_step is not None:
             drop_lines_after(self.root / "metrics.jsonl", resumed_step)
         self.jsonl = (self.root / "metrics.jsonl").open("a")
-        self.writer = None
-        if report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            purge = None if resumed_step is None else resumed_step + 1
-            self.writer = SummaryWriter(str(self.root / "tensorboard"), purge_step=purge)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
         self.jsonl.flush()
-        if self.writer is not None:
-            for key, value in metrics.items():
-                self.writer.add_scalar(key, value, step)
+        self.accelerator.log(metrics, step=step)
 
-    def log_images(self, step: int, images: torch.Tensor, caption: Any, nrow: int = 8) -> Path:
-        """One group's images as a grid: saved under samples/ and sent to TensorBoard."""
-        grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1.0)
+    def log_group(self, step: int, rollout: Rollout) -> Path:
+        """The rollout's first group, captioned with its prompt and each image's reward (total and parts)."""
+        g, caption = rollout.group_size, prompt_caption(rollout.prompts[0].value)
+        parts = {name: values[:g] for name, values in rollout.reward_parts.items()}
+        return self.log_images(step, captioned_grid(rollout.images[:g], caption, rollout.rewards[:g], parts), caption)
+
+    def log_images(self, step: int, grid: Image.Image, caption: str) -> Path:
+        """A captioned grid (``grpo.sample_grid``): saved under samples/ and sent to every tracker."""
         path = self.root / "samples" / f"step_{step:06d}.png"
         path.parent.mkdir(exist_ok=True)
-        save_image(grid, path)
-        if self.writer is not None:
-            self.writer.add_image("samples", grid, step)
-            self.writer.add_text("samples/prompt", str(caption), step)
+        grid.save(path)
+        for tracker in self.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({"samples": np.asarray(grid)[None]}, step, dataformats="NHWC")
+                tracker.writer.add_text("samples/prompt", caption, step)
+            elif tracker.name == "wandb":
+                tracker.log_images({"samples": [grid]}, step)
         return path
 
     def close(self) -> None:
         self.jsonl.close()
-        if self.writer is not None:
-            self.writer.close()

@@ -79,8 +79,10 @@ def rollout_metrics(rollout: Rollout, gather: Gather = lambda t: t) -> dict[str,
         "groups/skipped": float((~gather(rollout.group_ok)).sum().item()),
         "diversity/in_group": in_group_diversity(rollout.tokens, g).item(),
         **{f"time/{phase}": seconds for phase, seconds in rollout.seconds.items()},
-        "throughput/tokens_per_s": rollout.tokens.numel() / max(rollout.seconds.get("sampling", 0.0), 1e-9),
     }
+    # Each process's sampling rate, summed: the tokens per second the whole job samples.
+    rate = rollout.tokens.numel() / max(rollout.seconds.get("sampling", 0.0), 1e-9)
+    metrics["throughput/tokens_per_s"] = gather(torch.tensor([rate], device=rollout.tokens.device)).sum().item()
     metrics["reward/total_mean"], metrics["reward/total_std"] = _mean_std(gather(rollout.rewards)[scored])
     for name, values in rollout.reward_parts.items():
         part = gather(values.to(rollout.rewards.device).float())[scored]

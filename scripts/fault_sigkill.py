@@ -39,7 +39,7 @@ from grpo.checkpointing import (  # noqa: E402
     read_json,
 )
 
-VOLATILE = ("time/", "throughput/")
+VOLATILE = ("time/", "throughput/", "memory/")
 RUN_DEADLINE_S = 300.0
 MAX_ATTEMPTS = 30
 

@@ -55,6 +55,7 @@ def test_rollout_metrics_gather_the_global_batch():
     assert twice["groups/skipped"] == 0.0
     assert twice["reward/total_mean"] == pytest.approx(0.3)
     assert twice["reward/total_std"] == pytest.approx(torch.tensor([0.2, 0.6, 0.1, 0.3] * 2).std().item())
+    assert twice["throughput/tokens_per_s"] == pytest.approx(2 * 8 / 2.0)  # both processes' sampling rates
 
 
 def test_all_groups_skipped_gives_nan_mean_and_zero_std():
