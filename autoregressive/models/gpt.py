@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from autoregressive.checkpoint import load_state_dict_strict, read_state_dict
 from autoregressive.models.gpt_layers import (
@@ -74,6 +75,7 @@ class GPT(nn.Module):
             config.grid_size, config.head_dim, config.rope_base, config.cls_token_num
         )
         self._cond_key_mask: torch.Tensor | None = None
+        self.gradient_checkpointing = False
         self.initialize_weights()
 
     # ----------------------------------------------------------------------------------------- setup
@@ -84,6 +86,12 @@ class GPT(nn.Module):
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=std)
         nn.init.zeros_(self.output.weight)
+
+    def gradient_checkpointing_enable(self, enable: bool = True) -> None:
+        """Keep only each block's input in a training forward and recompute the block in the backward: activation
+        memory of one block instead of all, for one more forward. Inactive under no_grad, in eval mode and with a
+        KV cache (sampling and the frozen log-prob passes keep nothing for a backward anyway)."""
+        self.gradient_checkpointing = enable
 
     @property
     def cls_token_num(self) -> int:
@@ -142,8 +150,12 @@ class GPT(nn.Module):
         input_pos = torch.arange(start, start + x.shape[1], device=x.device)
         mask, is_causal = self._attention_mask(input_pos, start + x.shape[1], cond_mask)
         freqs = self.freqs_for(start, x.shape[1], x.device)
+        recompute = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for layer in self.layers:
-            x = layer(x, freqs, start, mask, is_causal)
+            if recompute and layer.attention.kv_cache is None:
+                x = checkpoint(layer, x, freqs, start, mask, is_causal, use_reentrant=False)
+            else:
+                x = layer(x, freqs, start, mask, is_causal)
         return self._logits(x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
