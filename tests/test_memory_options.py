@@ -6,13 +6,15 @@ import pytest
 import torch
 
 import autoregressive.models.gpt as gpt_module
+import train_c2i
 from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
-from autoregressive.models.gpt import load_gpt_weights
+from autoregressive.models.gpt import build_gpt, load_gpt_weights
 from grpo.checkpointing import MODEL_FILE, list_checkpoints
 from grpo.model_setup import freeze
 from tests.grpo_fixtures import DOWNSAMPLE, IMAGE_SIZE, VOCAB, flat_params, make_trainer, tiny_vq
 from tests.helpers import tiny_gpt
 from tests.test_precision import MAX_ABS_DLOGP
+from tests.test_train_cli import COMMON, _gpt_ckpt
 
 TINY = dict(block_size=(IMAGE_SIZE // DOWNSAMPLE) ** 2, vocab_size=VOCAB, sharp=False)
 
@@ -183,3 +185,29 @@ def test_lora_checkpoint_stores_adapters_and_resume_continues_exactly(tmp_path):
 def test_unknown_lora_target_is_an_error_naming_the_flag(tmp_path):
     with pytest.raises(ValueError, match="--lora_target_modules"):
         make_trainer(tmp_path, lora_target_modules=["q_proj"], **LORA)
+
+
+def test_lora_dropout_means_old_logprobs_are_recomputed(tmp_path):
+    trainer = make_trainer(tmp_path, num_iterations=2, **{**LORA, "lora_dropout": 0.1})
+    assert not trainer.sampler_is_policy  # the update's forward drops adapter inputs; sampling does not
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+def test_cli_trains_with_every_memory_option(tmp_path):
+    vq_ckpt = tmp_path / "vq.pt"
+    torch.save({"model": tiny_vq().state_dict()}, vq_ckpt)
+    gpt, out = _gpt_ckpt(tmp_path, num_classes=15), tmp_path / "run"
+    argv = [*COMMON, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--num_classes", "15"]
+    argv += ["--reward_funcs", "shapes", "--output_dir", str(out), "--torch_dtype", "bfloat16"]
+    argv += ["--gradient_checkpointing", "--use_peft", "--lora_r", "4", "--lora_target_modules", "wqkv", "w2"]
+    trainer = train_c2i.build_trainer(*train_c2i.parse_args(argv))
+    assert trainer.policy.gradient_checkpointing and trainer.ref_model is trainer.policy
+    assert {n.split(".")[-4] for n, p in trainer.policy.named_parameters() if p.requires_grad} == {"wqkv", "w2"}
+    tokens = torch.randint(0, VOCAB, (2, 16), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exact = tiny_vq().decode_to_images(tokens, 4)  # the VQ checkpoint holds tiny_vq()'s weights
+    decoded = trainer.decode_images(tokens).float()
+    assert 0 < (decoded - exact).abs().max() <= 0.05  # the decoder ran in bf16
+    trainer.train()
+    reloaded = build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=15)
+    load_gpt_weights(reloaded, out / "gpt_final.pt")
