@@ -76,6 +76,29 @@ def test_gradient_checkpointing_is_off_for_sampling_and_no_grad_passes(monkeypat
     assert len(used) == model.config.n_layer  # the spy does see the update's forward
 
 
+def saved_activation_bytes(model, tokens, labels) -> int:
+    """Bytes the autograd graph keeps for the backward of one training forward (the activation memory)."""
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(tokens, labels).sum()
+    return total
+
+
+def test_gradient_checkpointing_keeps_fewer_activations_for_the_backward():
+    model = tiny_gpt("c2i", seed=2, block_size=64, n_layer=4).train()
+    tokens = torch.randint(0, 48, (4, 64), generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([1, 2, 3, 4])
+    kept = saved_activation_bytes(model, tokens, labels)
+    model.gradient_checkpointing_enable()
+    assert saved_activation_bytes(model, tokens, labels) < kept / 3  # block inputs only, not their insides
+
+
 def test_gradient_checkpointing_trains_the_same_policy(tmp_path):
     plain = make_trainer(tmp_path / "plain", max_steps=2)
     plain.train()
