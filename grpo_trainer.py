@@ -8,7 +8,6 @@ and reach the trainer as plain callables, so any reward can be plugged in withou
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import signal
 import time
@@ -33,6 +32,7 @@ from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
 from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
+from grpo.model_setup import add_lora, build_reference, merged_state_dict, trainable_parameters
 from grpo.optimizer import build_optimizer, build_scheduler
 from grpo.prompt_sources import PromptSource, TrainingPrompt
 from grpo.rollout import Rollout
@@ -83,19 +83,18 @@ class GRPOTrainer:
         # behaviour sampler, so log-probs stay finite when the updated policy reorders the tail.
         self.policy_dist = dataclasses.replace(self.sampling, top_k=0, top_p=1.0)
 
-        policy.train()
+        policy.train().gradient_checkpointing_enable(config.gradient_checkpointing)
         # --bf16: sampling, the frozen log-prob passes and VQ decoding run on bf16 weights (fp32 logits); only
         # the update keeps fp32 weights, under autocast. The sampling copy is refreshed from the policy per rollout.
         self.inference_dtype = torch.bfloat16 if config.bf16 else None
-        self.ref_model: GPT | None = None
-        if config.beta > 0:
-            self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False).to(self.device)
-            if self.inference_dtype is not None:
-                self.ref_model = inference_copy(self.ref_model, self.inference_dtype)
+        self.adapters = add_lora(policy, config) if config.use_peft else None  # policy stays a GPT, with adapters
+        self.reference = build_reference(policy, self.adapters, config, self.device)
+        self.ref_model = None if self.reference is None else self.reference.model  # the adapters are on outside
         self._sampling_copy: GPT | None = None
         if self.inference_dtype is not None:
             self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
-        self.model, self.optimizer = self.accelerator.prepare(policy, build_optimizer(policy.parameters(), config))
+        optimizer = build_optimizer(trainable_parameters(policy), config)  # a LoRA policy: only the adapters
+        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.step, self.rollout_index = 0, 0
         self._stop_signal = False
@@ -206,8 +205,9 @@ class GRPOTrainer:
         )
         if cfg.reuses_rollouts:
             rollout.old_logp = sampled.logprobs if self.sampler_is_policy else self._frozen_logprobs(sampler, rollout)
-        if self.ref_model is not None:
-            rollout.ref_logp = self._frozen_logprobs(self.ref_model, rollout)
+        if self.reference is not None:
+            with self.reference.active() as reference:
+                rollout.ref_logp = self._frozen_logprobs(reference, rollout)
         clock.lap("logprobs")
         rollout.seconds = clock.seconds
         return rollout
@@ -316,6 +316,7 @@ class GRPOTrainer:
         cfg, args = self.config, self.policy.config
         guidance_matches = cfg.logp_guidance == "cfg" or not self.sampling.uses_cfg
         dropouts = (args.token_dropout_p, args.attn_dropout_p, args.resid_dropout_p, args.ffn_dropout_p)
+        dropouts += (cfg.lora_dropout if cfg.use_peft else 0.0,)
         return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16 and not any(dropouts)
 
     def _sampling_model(self) -> GPT:
@@ -394,6 +395,8 @@ class GRPOTrainer:
     def save_final_model(self) -> Path | None:
         """The policy in LlamaGen's ``{"model": state_dict}`` layout, readable by LlamaGen's own tools."""
         state_dict = self.accelerator.get_state_dict(self.model)
+        if self.adapters is not None and self.accelerator.is_main_process:
+            state_dict = merged_state_dict(self.adapters)  # base + adapters, back in LlamaGen's layout
         path = Path(self.config.output_dir) / FINAL_MODEL
         if self.accelerator.is_main_process:
             save_checkpoint_atomic({"model": state_dict, "steps": self.step}, path)

@@ -21,6 +21,7 @@ import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
 from grpo.config import GRPOConfig
 from grpo.launch import make_accelerator
+from grpo.model_setup import DTYPES, freeze
 from grpo.prompt_sources import ClassPrompts, PromptSource
 from grpo.watch import tracking_options
 from grpo_trainer import GRPOTrainer
@@ -100,7 +101,7 @@ def build_trainer(
     accelerator = make_accelerator(mixed_precision="bf16" if config.bf16 else "no", **tracking_options(config))
     torch.manual_seed(config.seed)
     policy = build_policy(model_args)
-    vq = build_vq(model_args, accelerator.device)
+    vq = freeze(build_vq(model_args, accelerator.device), DTYPES[config.torch_dtype])  # --torch_dtype
     reward = build_reward(reward_args.reward_funcs, reward_args.reward_weights, reward_args, accelerator.device)
     return GRPOTrainer(
         config,

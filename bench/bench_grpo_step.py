@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from accelerate import Accelerator  # noqa: E402
 from accelerate.state import AcceleratorState  # noqa: E402
 
-from autoregressive.models import gpt as gpt_module  # noqa: E402
+from autoregressive.models import gpt_layers  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
 from demo.pretrain import DemoModels  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
@@ -128,7 +128,7 @@ def _fused_single_query(q, k, v, mask):
 
 
 def one_step(trainer: GRPOTrainer, as_main: bool) -> dict[str, float]:
-    swap = patch.object(gpt_module, "single_query_attention", _fused_single_query) if as_main else nullcontext()
+    swap = patch.object(gpt_layers, "single_query_attention", _fused_single_query) if as_main else nullcontext()
     with swap:
         start = time.perf_counter()
         rollout = trainer.make_rollout()

@@ -102,6 +102,25 @@ class GRPOConfig:
         False,
         "sample with a static-shape decode step compiled once by torch.compile (the first rollout pays the compile)",
     )
+    # memory
+    gradient_checkpointing: bool = _opt(
+        False, "recompute each transformer block in the backward instead of keeping its activations (update only)"
+    )
+    torch_dtype: str = _opt(
+        "float32",
+        "dtype of the frozen weights: the reference model and the VQ decoder (the trained policy keeps fp32 "
+        "weights for AdamW)",
+        ("float32", "bfloat16"),
+    )
+    use_peft: bool = _opt(
+        False, "train LoRA adapters (peft) instead of the whole GPT; the reference is the base with adapters off"
+    )
+    lora_r: int = _opt(16, "LoRA rank")
+    lora_alpha: int = _opt(32, "LoRA alpha (the update is scaled by lora_alpha / lora_r)")
+    lora_dropout: float = _opt(0.05, "dropout on the LoRA branch's input during the update")
+    lora_target_modules: list[str] | None = _opt(
+        None, "module names that get adapters (default: the attention and MLP projections wqkv wo w1 w2 w3)"
+    )
     # checkpoints and logs
     save_steps: int = _opt(100, "save a checkpoint every this many steps (at the end of a rollout)")
     save_total_limit: int = _opt(
@@ -154,6 +173,8 @@ class GRPOConfig:
             raise ValueError(
                 "steps_per_generation x num_iterations must be a multiple of gradient_accumulation_steps"
             )
+        if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
+            raise ValueError("use_peft needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare samples within a group")
 
