@@ -14,25 +14,13 @@ import train_c2i
 import train_t2i
 from scripts import upstream_flags
 
-# Flags of upstream's launchers that other branches give a real meaning (checkpointing, run watching, memory
-# options). Until those land they are taken out of the lists below; empty this at merge time.
-ADDED_BY_OTHER_BRANCHES = frozenset(
+# Upstream/TRL flags that have a meaning here and are fields of our dataclasses (never warned away).
+MEANINGFUL = frozenset(
     {
-        "save_only_model",
-        "run_name",
-        "eval_steps",
-        "report_to",
-        "gradient_checkpointing",
-        "torch_dtype",
-        "use_peft",
-        "lora_r",
-        "lora_alpha",
-        "lora_dropout",
-        "lora_target_modules",
+        "save_only_model", "run_name", "eval_steps", "report_to", "gradient_checkpointing", "torch_dtype",
+        "use_peft", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
     }
-)
-# report_to exists here already (tensorboard|none); the other branch only adds values, so it is never removed
-PRESENT_ALREADY = frozenset({"report_to"})
+)  # fmt: skip
 
 
 def upstream_c2i_argv(data_rt: str, run_name: str, steps: int, cfg: float) -> list[str]:
@@ -123,19 +111,6 @@ def upstream_t2i_argv(data_rt: str, run_name: str, steps: int, cfg: float) -> li
     ]  # fmt: skip
 
 
-def without_other_branches(argv: list[str]) -> list[str]:
-    """``argv`` without the flags (and their values) named in ADDED_BY_OTHER_BRANCHES but not yet here."""
-    absent = ADDED_BY_OTHER_BRANCHES - PRESENT_ALREADY
-    kept: list[str] = []
-    dropping = False
-    for token in argv:
-        if token.startswith("--"):
-            dropping = token[2:].split("=")[0] in absent
-        if not dropping:
-            kept.append(token)
-    return kept
-
-
 def warned(stderr: str) -> list[str]:
     return [line.split()[1][2:] for line in stderr.splitlines() if line.startswith("warning: --")]
 
@@ -152,7 +127,7 @@ T2I_IGNORED = [
 
 def test_upstream_c2i_arguments_parse_into_our_fields(tmp_path, capsys):
     argv = upstream_c2i_argv(str(tmp_path), "llama_gen_xl_c2i", steps=400, cfg=2.0)
-    model, data, config, rewards = train_c2i.parse_args(without_other_branches(argv))
+    model, data, config, rewards = train_c2i.parse_args(argv)
     assert (model.gpt_model, model.gpt_type, model.image_size) == ("GPT-XL", "c2i", 384)
     assert model.gpt_ckpt == "./pretrained_models/c2i_XL_384.pt" and model.vq_ckpt.endswith("vq_ds16_c2i.pt")
     assert data.image_root == f"{tmp_path}/imagenet"
@@ -162,7 +137,8 @@ def test_upstream_c2i_arguments_parse_into_our_fields(tmp_path, capsys):
     assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (8, 1)
     assert (config.logging_steps, config.bf16, config.data_seed) == (1, True, 42)
     assert (config.save_steps, config.save_total_limit, config.exit_step, config.max_steps) == (100, 6, 400, 400)
-    assert config.report_to == "tensorboard"
+    assert config.report_to == "tensorboard" and config.run_name == "llama_gen_xl_c2i"
+    assert (config.save_only_model, config.torch_dtype, config.gradient_checkpointing) == (True, "bfloat16", False)
     assert rewards.reward_funcs[0] == "clip_distance" and len(rewards.reward_funcs) == 8
     assert rewards.reward_weights == [1.0] * 8
     assert warned(capsys.readouterr().err) == C2I_IGNORED
@@ -170,7 +146,7 @@ def test_upstream_c2i_arguments_parse_into_our_fields(tmp_path, capsys):
 
 def test_upstream_t2i_arguments_parse_into_our_fields(tmp_path, capsys):
     argv = upstream_t2i_argv(str(tmp_path), "llama_gen_t2i", steps=600, cfg=4.0)
-    model, data, config, rewards = train_t2i.parse_args(without_other_branches(argv))
+    model, data, config, rewards = train_t2i.parse_args(argv)
     assert (model.gpt_type, model.image_size, model.cls_token_num) == ("t2i", 256, 120)
     assert data.dataset_name == "./dataset/coco_captions_30000.json"
     assert (config.gen_cfg_cfg_scale, config.beta, config.per_device_train_batch_size) == (4.0, 1.0, 16)
@@ -180,9 +156,14 @@ def test_upstream_t2i_arguments_parse_into_our_fields(tmp_path, capsys):
     assert warned(capsys.readouterr().err) == T2I_IGNORED
 
 
-def test_flags_added_by_other_branches_are_never_warned_away():
-    assert not ADDED_BY_OTHER_BRANCHES & set(upstream_flags.IGNORED)
-    assert not ADDED_BY_OTHER_BRANCHES & set(upstream_flags.ALIASES)
+def test_meaningful_upstream_flags_are_our_fields_and_never_warned_away():
+    from dataclasses import fields
+
+    from grpo.config import GRPOConfig
+
+    assert {f.name for f in fields(GRPOConfig)} >= MEANINGFUL
+    assert not MEANINGFUL & set(upstream_flags.IGNORED)
+    assert not MEANINGFUL & set(upstream_flags.ALIASES)
 
 
 def test_an_explicit_max_steps_wins_over_exit_step():
@@ -227,7 +208,7 @@ def test_every_training_arguments_field_is_a_flag_or_accounted_for(module):
 
     ours = {action.dest for action in build_parser(_types(module))._actions}
     names = {f.name for f in dataclasses.fields(transformers.TrainingArguments) if not f.name.startswith("_")}
-    missing = names - ours - set(upstream_flags.IGNORED) - set(upstream_flags.ALIASES) - ADDED_BY_OTHER_BRANCHES
+    missing = names - ours - set(upstream_flags.IGNORED) - set(upstream_flags.ALIASES)
     assert not missing
 
 
@@ -260,7 +241,7 @@ def _as_recipe(argv: list[str]) -> dict:
 
 
 def test_upstream_arguments_as_a_recipe_file_parse_the_same(tmp_path, capsys):
-    argv = without_other_branches(upstream_t2i_argv(str(tmp_path), "llama_gen_t2i", steps=600, cfg=4.0))
+    argv = upstream_t2i_argv(str(tmp_path), "llama_gen_t2i", steps=600, cfg=4.0)
     recipe = tmp_path / "upstream_t2i.yaml"
     recipe.write_text(yaml.safe_dump(_as_recipe(argv)))
     from_file = train_t2i.parse_args(["--config", str(recipe)])
