@@ -241,10 +241,11 @@ def plan(s: GPTShape, task: Task, layout: Layout, samples: int | None = None, lo
         rows = samples * task.branches * task.positions
         update["activations"] += rows * layout.lora_rank * len(s.lora_targets) * FP32
     if n > 1 and not layout.lora_rank:
-        # Not sharded: FSDP gathers the whole policy for the cached decode (bf16 or fp32), and two fp32 blocks
-        # (current + prefetched) during the update's forward and backward.
-        if not layout.bf16:
-            rollout["gathered_policy"] = weight_bytes(s, FP32)
+        # Not sharded: the cached decode needs every layer at each of its steps, so the rollout gathers the whole
+        # policy (its bf16 inference copy, or fp32) and frees it after; the update gathers two fp32 blocks at a
+        # time (current + prefetched).
+        persistent["sampling_copy"] = 0
+        rollout["gathered_policy"] = inference_copy_bytes(s) if layout.bf16 else weight_bytes(s, FP32)
         block = sum(i * o for i, o in s.lora_targets[:5]) * FP32
         update["gathered_blocks"] = 2 * block
     rollout_total, update_total = sum(rollout.values()), sum(update.values())
@@ -354,12 +355,26 @@ def parts_gb(result: dict) -> dict[str, float]:
 
 
 def layouts(shards: int, lora_rank: int) -> list[Layout]:
-    return [Layout("DDP"), Layout(f"FSDP-{shards}", shards=shards), Layout(f"LoRA-r{lora_rank}", lora_rank=lora_rank)]
+    """DDP without and with --bf16, FSDP over ``shards`` processes and LoRA (both with --bf16, as the paper ran)."""
+    return [
+        Layout("DDP-fp32", bf16=False),
+        Layout("DDP"),
+        Layout(f"FSDP-{shards}", shards=shards),
+        Layout(f"LoRA-r{lora_rank}", lora_rank=lora_rank),
+    ]
 
 
-def table(shards: int = 8, lora_rank: int = 16, reward_bytes: int = 0, gpu_gb: float = 80.0) -> list[dict]:
+def table(
+    shards: int = 8,
+    lora_rank: int = 16,
+    reward_bytes: int = 0,
+    gpu_gb: float = 80.0,
+    batches: dict[str, int] | None = None,
+) -> list[dict]:
+    """One row per task x paper model x layout; ``batches`` overrides the images per process per rollout."""
     rows = []
     for task_name, task in TASKS.items():
+        task = replace(task, per_device_batch=(batches or {}).get(task_name, task.per_device_batch))
         for model in PAPER_MODELS:
             s = gpt_shape(model, task)
             for layout in layouts(shards, lora_rank):
@@ -370,6 +385,7 @@ def table(shards: int = 8, lora_rank: int = 16, reward_bytes: int = 0, gpu_gb: f
                 rows.append(
                     {
                         "task": task_name,
+                        "samples_per_process": task.per_device_batch,
                         "model": model,
                         "params": s.params,
                         "layout": layout.name,
@@ -386,12 +402,14 @@ def table(shards: int = 8, lora_rank: int = 16, reward_bytes: int = 0, gpu_gb: f
 
 
 def markdown(rows: list[dict]) -> str:
-    cols = ["policy_weights", "gradients", "adamw", "reference", "sampling_copy", "kv_cache", "activations"]
-    head = ["task", "model", "layout", *cols, "act. (ckpt)", "rewards", "peak", "peak (ckpt)", "fits 80 GB"]
+    cols = ["policy_weights", "gradients", "adamw", "reference", "copy", "kv_cache", "activations"]
+    head = ["task", "model", "layout", "weights", "grads", "AdamW", "ref.", "bf16/gathered copy", "KV cache",
+            "activations", "act. (ckpt)", "rewards", "peak", "peak (ckpt)", "fits 80 GB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         fits = "yes" if r["fits_80gb"] else ("with ckpt" if r["fits_80gb_checkpointed"] else "no")
-        cells = [r["task"], r["model"], r["layout"], *(f"{r['gb'][c]:.1f}" for c in cols)]
+        gb = {**r["gb"], "copy": r["gb"]["sampling_copy"] + r["gb"].get("gathered_policy", 0.0)}
+        cells = [r["task"], r["model"], r["layout"], *(f"{gb[c]:.1f}" for c in cols)]
         cells += [f"{r['activations_checkpointed_gb']:.1f}", f"{r['reward_models_gb']:.1f}"]
         cells += [f"{r['peak_gb']:.1f}", f"{r['peak_checkpointed_gb']:.1f}", fits]
         lines.append("| " + " | ".join(cells) + " |")
@@ -531,6 +549,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--lora_rank", type=int, default=16)
     t.add_argument("--reward_dtype_bytes", type=int, default=BF16, help="bytes per reward-model parameter")
     t.add_argument("--published_reward_counts", action="store_true", help="skip building the reward models")
+    t.add_argument("--c2i_batch", type=int, default=TASKS["c2i"].per_device_batch, help="c2i images per process")
+    t.add_argument("--t2i_batch", type=int, default=TASKS["t2i"].per_device_batch, help="t2i images per process")
     t.add_argument("--markdown", action="store_true", help="print a markdown table instead of JSON")
     t.add_argument("--json", type=Path, help="also write the JSON here")
     m = sub.add_parser("measure", help="peak RSS of one GRPO run of --steps steps, in this process")
@@ -559,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         rewards = reward_model_params(build=not args.published_reward_counts)
         reward_bytes = sum(r["params"] for r in rewards.values()) * args.reward_dtype_bytes
-        rows = table(args.shards, args.lora_rank, reward_bytes)
+        rows = table(args.shards, args.lora_rank, reward_bytes, batches={"c2i": args.c2i_batch, "t2i": args.t2i_batch})
         text = json.dumps({"reward_models": rewards, "tasks": {k: asdict(v) for k, v in TASKS.items()},
                            "rows": rows}, indent=1)
         if args.markdown:

@@ -13,7 +13,6 @@ from autoregressive.models.gpt import GPT_models
 from bench.memory_plan import (
     BF16,
     FP32,
-    Layout,
     Task,
     activation_bytes,
     build_gpt,
@@ -76,7 +75,7 @@ def test_bytes_scale_with_batch_and_dtype():
 
 def test_layouts_shard_and_drop_what_they_claim():
     s = gpt_shape("GPT-Small", C2I)
-    ddp, fsdp, lora = (plan(s, C2I, layout) for layout in layouts(shards=8, lora_rank=8))
+    fp32, ddp, fsdp, lora = (plan(s, C2I, layout) for layout in layouts(shards=8, lora_rank=8))
     for part in ("gradients", "adamw"):
         assert fsdp["persistent"][part] * 8 == ddp["persistent"][part]
     assert ddp["persistent"]["adamw"] == 2 * ddp["persistent"]["gradients"] == 2 * s.params * FP32
@@ -85,8 +84,10 @@ def test_layouts_shard_and_drop_what_they_claim():
     assert lora["persistent"]["reference"] == 0
     assert lora["persistent"]["adamw"] == 2 * s.lora_params(8) * FP32
     assert lora["persistent"]["policy_weights"] == weight_bytes(s, BF16) + s.lora_params(8) * FP32
-    fp32_ref = plan(s, C2I, Layout("fp32", bf16=False))
-    assert fp32_ref["persistent"]["reference"] == 2 * ddp["persistent"]["reference"]
+    assert fp32["persistent"]["reference"] == 2 * ddp["persistent"]["reference"]
+    assert fp32["rollout"]["kv_cache"] == 2 * ddp["rollout"]["kv_cache"]
+    assert fsdp["persistent"]["sampling_copy"] == 0  # gathered for the rollout only
+    assert fsdp["rollout"]["gathered_policy"] == ddp["persistent"]["sampling_copy"]
 
 
 def _saved_bytes(task: Task, samples: int, **size) -> tuple[int, int]:
@@ -141,10 +142,11 @@ def test_formula_predicts_the_peak_rss_of_two_trainer_steps(tmp_path):
 
 def test_table_cli_writes_every_model_task_and_layout(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    main(["table", "--published_reward_counts", "--json", str(out)])
+    main(["table", "--published_reward_counts", "--t2i_batch", "8", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
-    assert len(rows) == 2 * 5 * 3
+    assert len(rows) == 2 * 5 * 4
     xl = {r["layout"]: r for r in rows if r["model"] == "GPT-XL" and r["task"] == "c2i"}
     assert xl["FSDP-8"]["peak_gb"] < xl["DDP"]["peak_gb"]
     assert xl["LoRA-r16"]["gb"]["reference"] == 0
     assert all(r["reward_models_gb"] > 10 for r in rows)  # ~5.3 B reward parameters in bf16
+    assert {r["samples_per_process"] for r in rows if r["task"] == "t2i"} == {8}
