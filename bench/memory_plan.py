@@ -124,6 +124,11 @@ class GPTShape:
             caption_dim=c.caption_dim,
         )
 
+    @property
+    def block_linear_elements(self) -> int:
+        """Weights of one transformer block's five projections (what FSDP gathers per block)."""
+        return sum(i * o for i, o in self.lora_targets[: len(self.lora_targets) // self.n_layer])
+
     def lora_params(self, rank: int) -> int:
         return sum(rank * (i + o) for i, o in self.lora_targets)
 
@@ -246,8 +251,7 @@ def plan(s: GPTShape, task: Task, layout: Layout, samples: int | None = None, lo
         # time (current + prefetched).
         persistent["sampling_copy"] = 0
         rollout["gathered_policy"] = inference_copy_bytes(s) if layout.bf16 else weight_bytes(s, FP32)
-        block = sum(i * o for i, o in s.lora_targets[:5]) * FP32
-        update["gathered_blocks"] = 2 * block
+        update["gathered_blocks"] = 2 * s.block_linear_elements * FP32
     rollout_total, update_total = sum(rollout.values()), sum(update.values())
     total_persistent = sum(persistent.values())
     return {

@@ -88,6 +88,8 @@ def test_layouts_shard_and_drop_what_they_claim():
     assert fp32["rollout"]["kv_cache"] == 2 * ddp["rollout"]["kv_cache"]
     assert fsdp["persistent"]["sampling_copy"] == 0  # gathered for the rollout only
     assert fsdp["rollout"]["gathered_policy"] == ddp["persistent"]["sampling_copy"]
+    d, f = s.dim, s.ffn_hidden
+    assert fsdp["update"]["gathered_blocks"] == 2 * (4 * d * d + 3 * d * f) * FP32  # two fp32 blocks
 
 
 def _saved_bytes(task: Task, samples: int, **size) -> tuple[int, int]:
