@@ -14,9 +14,11 @@ from tests.grpo_fixtures import tiny_vq
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
+import sys
+from pathlib import Path
 from grpo.launch import make_accelerator
 a = make_accelerator()
-print(f"rank={a.process_index} of={a.num_processes} main={a.is_main_process}", flush=True)
+Path(sys.argv[1], f"rank{a.process_index}.txt").write_text(f"rank={a.process_index} of={a.num_processes} main={a.is_main_process}")
 """
 
 
@@ -25,10 +27,11 @@ def test_torchrun_on_cpu_gives_distinct_ranks(tmp_path):
     probe.write_text(PROBE)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
     env.pop("ACCELERATE_USE_CPU", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(probe), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("rank="))
+    lines = sorted(p.read_text() for p in tmp_path.glob("rank*.txt"))  # files: ranks' stdout lines may interleave
     assert lines == ["rank=0 of=2 main=True", "rank=1 of=2 main=False"]
 
 
@@ -43,7 +46,7 @@ def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
         "CUDA_VISIBLE_DEVICES": "",
         "ACCELERATE_USE_FSDP": "true",  # what `accelerate launch --config_file fsdp.yaml` exports
     }
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
     assert "asks for FSDP" in result.stderr and "does not support yet" in result.stderr
