@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from grpo.launch import make_accelerator
 a = make_accelerator()
-Path(sys.argv[1], f"rank{a.process_index}.txt").write_text(f"rank={a.process_index} of={a.num_processes} main={a.is_main_process}")
+line = f"rank={a.process_index} of={a.num_processes} main={a.is_main_process}"
+Path(sys.argv[1], f"rank{a.process_index}.txt").write_text(line)
 """
 
 
@@ -46,7 +47,8 @@ def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
         "CUDA_VISIBLE_DEVICES": "",
         "ACCELERATE_USE_FSDP": "true",  # what `accelerate launch --config_file fsdp.yaml` exports
     }
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe), str(tmp_path)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(probe), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
     assert "asks for FSDP" in result.stderr and "does not support yet" in result.stderr
