@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from autoregressive.models.gpt import GPT, GPT_models, build_gpt, load_gpt_weights
+from autoregressive.run_layout import resolve_gpt_checkpoint
 from tokenizer.vq_model import VQ_models, VQModel, load_vq
 
 DOWNLOADS = {
@@ -36,10 +37,15 @@ class ModelArguments:
 
     gpt_model: str = _opt("GPT-XL", "GPT size", tuple(sorted(GPT_models)))
     gpt_type: str = _opt("c2i", "class- or text-conditional", ("c2i", "t2i"))
-    gpt_ckpt: str = field(metadata={"help": "LlamaGen GPT checkpoint (.pt or .safetensors, any layout)"})
+    gpt_ckpt: str = field(metadata={
+            "help": "GPT weights: a LlamaGen .pt/.safetensors (any layout), a checkpoint-N folder (ours or upstream "
+            "AR-GRPO's) or a finished run's folder"
+        })
     gpt_use_ema: bool = _opt(False, "load the 'ema' weights of a training checkpoint")
     vq_model: str = _opt("VQ-16", "VQ tokenizer architecture", tuple(sorted(VQ_models)))
-    vq_ckpt: str = field(metadata={"help": "VQ checkpoint, e.g. vq_ds16_c2i.pt"})
+    vq_ckpt: str = field(
+        metadata={"help": "VQ checkpoint, e.g. vq_ds16_c2i.pt, or an upstream AR-GRPO checkpoint-N folder"}
+    )
     vq_config: str | None = _opt(None, "JSON of VQ config overrides for small custom tokenizers (e.g. the demo's)")
     codebook_size: int = _opt(16384, "VQ codebook entries = GPT vocabulary")
     codebook_embed_dim: int = _opt(8, "VQ code dimension")
@@ -90,10 +96,24 @@ def require_file(path: str, flag: str, model_type: str) -> Path:
     return p
 
 
+def weights_path(path: str, flag: str, model_type: str) -> Path:
+    """The weights ``flag`` names: a file, or a folder: a ``checkpoint-N`` (ours, or upstream AR-GRPO's with
+    ``gpt_model.``/``vq_model.`` keys, single or sharded) or, for the GPT, a finished run's folder."""
+    p = Path(path)
+    if not p.is_dir():
+        return require_file(path, flag, model_type)
+    if flag != "--gpt_ckpt":
+        return p
+    try:
+        return resolve_gpt_checkpoint(p)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"{flag} {path}: {err}") from err
+
+
 def check_model_files(args: ModelArguments) -> None:
     """Every file and folder the models need, checked before anything loads."""
-    require_file(args.gpt_ckpt, "--gpt_ckpt", args.gpt_type)
-    require_file(args.vq_ckpt, "--vq_ckpt", args.gpt_type)
+    weights_path(args.gpt_ckpt, "--gpt_ckpt", args.gpt_type)
+    weights_path(args.vq_ckpt, "--vq_ckpt", args.gpt_type)
     if args.gpt_type == "t2i":
         text_encoder = args.text_encoder
         if text_encoder.startswith(("/", ".", "~")) and not Path(text_encoder).expanduser().is_dir():
@@ -106,7 +126,7 @@ def _json(text: str | None) -> dict:
 
 def build_policy(args: ModelArguments) -> GPT:
     """The GPT with ``args.gpt_ckpt``'s weights, loaded strictly."""
-    path = require_file(args.gpt_ckpt, "--gpt_ckpt", args.gpt_type)
+    path = weights_path(args.gpt_ckpt, "--gpt_ckpt", args.gpt_type)
     model = build_gpt(
         args.gpt_model,
         model_type=args.gpt_type,
@@ -122,7 +142,7 @@ def build_policy(args: ModelArguments) -> GPT:
 
 def build_vq(args: ModelArguments, device: torch.device) -> VQModel:
     """The frozen VQ tokenizer on ``device``; its downsampling must match ``--downsample_size``."""
-    path = require_file(args.vq_ckpt, "--vq_ckpt", args.gpt_type)
+    path = weights_path(args.vq_ckpt, "--vq_ckpt", args.gpt_type)
     config = {
         "codebook_size": args.codebook_size,
         "codebook_embed_dim": args.codebook_embed_dim,

@@ -238,3 +238,53 @@ def server_client(url: str, **kw) -> RewardServerClient:
     """A reward-server client with short deadlines and quick retries for tests; ``kw`` overrides."""
     quick = {"timeout": 5.0, "retry": RetryPolicy(attempts=3, backoff=0.05), "batch_size": 2, "max_concurrency": 3}
     return RewardServerClient(url, **{**quick, **kw})
+
+
+# ---------------------------------------------------------------------- upstream AR-GRPO checkpoints
+UPSTREAM_CONFIG = {
+    "model_type": "imggen",
+    "vq_model": "VQ-Tiny",
+    "gpt_model": "GPT-Tiny",
+    "codebook_size": 48,
+    "codebook_embed_dim": 8,
+    "image_size": 16,
+    "downsample_size": 4,
+    "cls_token_num": 1,
+    "gpt_type": "c2i",
+    "text_encoder": "google/flan-t5-xl",
+}
+
+
+def upstream_models():
+    from autoregressive.models.gpt import build_gpt
+    from tokenizer.vq_model import VQ_Tiny
+
+    torch.manual_seed(0)
+    gpt = build_gpt("GPT-Tiny", block_size=16, vocab_size=48)
+    torch.nn.init.normal_(gpt.output.weight)  # LlamaGen zero-inits the head: make every tensor distinctive
+    return gpt, VQ_Tiny(codebook_size=48)
+
+
+def make_upstream_checkpoint(folder, gpt, vq, *, shards: int = 1):
+    """``folder`` as upstream's ImgGen_HF.save_pretrained writes it: config.json + prefixed safetensors."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(UPSTREAM_CONFIG))
+    tensors = {f"gpt_model.{k}": v.contiguous() for k, v in gpt.state_dict().items() if k != "freqs_cis"}
+    tensors.update({f"vq_model.{k}": v.contiguous() for k, v in vq.state_dict().items()})
+    if shards == 1:
+        save_file(tensors, str(folder / "model.safetensors"))
+        return folder
+    keys = sorted(tensors)
+    weight_map = {}
+    for i in range(shards):
+        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = keys[i::shards]
+        save_file({k: tensors[k] for k in part}, str(folder / name))
+        weight_map.update(dict.fromkeys(part, name))
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return folder

@@ -13,6 +13,7 @@ from autoregressive.checkpoint import (
     read_state_dict,
     save_checkpoint_atomic,
 )
+from tests.helpers import make_upstream_checkpoint, upstream_models
 
 
 class TinyNet(nn.Module):
@@ -242,61 +243,12 @@ def test_gpt_size_mismatch_names_the_file_and_the_matching_flags(tmp_path):
 
 
 # ------------------------------------------------------------------------ upstream AR-GRPO checkpoints
-UPSTREAM_CONFIG = {
-    "model_type": "imggen",
-    "vq_model": "VQ-Tiny",
-    "gpt_model": "GPT-Tiny",
-    "codebook_size": 48,
-    "codebook_embed_dim": 8,
-    "image_size": 16,
-    "downsample_size": 4,
-    "cls_token_num": 1,
-    "gpt_type": "c2i",
-    "text_encoder": "google/flan-t5-xl",
-}
-
-
-def _upstream_models():
-    from autoregressive.models.gpt import build_gpt
-    from tokenizer.vq_model import VQ_Tiny
-
-    torch.manual_seed(0)
-    gpt = build_gpt("GPT-Tiny", block_size=16, vocab_size=48)
-    nn.init.normal_(gpt.output.weight)  # LlamaGen zero-inits the head: make every tensor distinctive
-    return gpt, VQ_Tiny(codebook_size=48)
-
-
-def make_upstream_checkpoint(folder, gpt, vq, *, shards: int = 1):
-    """``folder`` as upstream's ImgGen_HF.save_pretrained writes it: config.json + prefixed safetensors."""
-    import json
-
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps(UPSTREAM_CONFIG))
-    tensors = {f"gpt_model.{k}": v.contiguous() for k, v in gpt.state_dict().items() if k != "freqs_cis"}
-    tensors.update({f"vq_model.{k}": v.contiguous() for k, v in vq.state_dict().items()})
-    if shards == 1:
-        save_file(tensors, str(folder / "model.safetensors"))
-        return folder
-    keys = sorted(tensors)
-    weight_map = {}
-    for i in range(shards):
-        name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
-        part = keys[i::shards]
-        save_file({k: tensors[k] for k in part}, str(folder / name))
-        weight_map.update(dict.fromkeys(part, name))
-    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    return folder
-
-
 @pytest.mark.parametrize("shards", [1, 3])
 def test_upstream_checkpoint_loads_gpt_and_vq_strictly(shards, tmp_path):
     from autoregressive.models.gpt import build_gpt, load_gpt_weights
     from tokenizer.vq_model import load_vq
 
-    gpt, vq = _upstream_models()
+    gpt, vq = upstream_models()
     folder = make_upstream_checkpoint(tmp_path / "checkpoint-300", gpt, vq, shards=shards)
     weights = folder / ("model.safetensors" if shards == 1 else "model.safetensors.index.json")
     for given in (folder, weights):  # the folder or its weights file
@@ -311,7 +263,7 @@ def test_upstream_checkpoint_mismatch_names_the_file(tmp_path):
 
     from autoregressive.models.gpt import build_gpt, load_gpt_weights
 
-    gpt, vq = _upstream_models()
+    gpt, vq = upstream_models()
     folder = make_upstream_checkpoint(tmp_path / "checkpoint-1", gpt, vq)
     path = folder / "model.safetensors"
     with pytest.raises(CheckpointError, match=f"^{path}: checkpoint does not fit"):  # wrong size: strict
@@ -335,7 +287,7 @@ def test_upstream_checkpoint_mismatch_names_the_file(tmp_path):
 def test_sharded_index_is_checked(tmp_path):
     import json
 
-    gpt, vq = _upstream_models()
+    gpt, vq = upstream_models()
     folder = make_upstream_checkpoint(tmp_path / "checkpoint-2", gpt, vq, shards=2)
     index_path = folder / "model.safetensors.index.json"
     index = json.loads(index_path.read_text())
@@ -389,7 +341,7 @@ def test_export_our_checkpoint_and_upstreams_round_trip(tmp_path, capsys):
     export.main([str(run), "--step", "latest", "--out", str(tmp_path / "latest.pt")])
     _exported_loads_strictly(tmp_path / "latest.pt", expected, build_ours)
 
-    gpt, vq = _upstream_models()
+    gpt, vq = upstream_models()
     upstream = make_upstream_checkpoint(tmp_path / "up" / "checkpoint-300", gpt, vq, shards=2)
     export.main([str(upstream), "--out", str(tmp_path / "upstream.pt")])
     _exported_loads_strictly(

@@ -389,9 +389,9 @@ def test_test_sh_run_name_gpu_step_cfg_reads_the_saved_model_flags(models, train
 def test_test_sh_upstream_checkpoint_folder_by_run_name(tmp_path):
     """Upstream's own layout: checkpoints/NAME/checkpoint-300 with config.json and a prefixed model.safetensors
     holding GPT and VQ; `bash test.sh NAME 0 300 2.0` needs nothing else."""
-    from tests.test_checkpoint import _upstream_models, make_upstream_checkpoint
+    from tests.helpers import make_upstream_checkpoint, upstream_models
 
-    gpt, vq = _upstream_models()
+    gpt, vq = upstream_models()
     make_upstream_checkpoint(tmp_path / "checkpoints" / "up_c2i" / "checkpoint-300", gpt, vq)
     command = ["bash", str(REPO / "test.sh"), "up_c2i", "0", "300", "2.0", "--no_progress"]
     result = subprocess.run(command, env=launcher_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,

@@ -141,3 +141,19 @@ def test_missing_files_and_bad_flags_fail_before_any_model_loads(tmp_path, unloa
     reward = [] if "--reward_funcs" in flags else ["--reward_funcs", "shapes"]
     with pytest.raises(SystemExit, match=expected):
         train_c2i.main([*TINY_RUN_FLAGS, *unloadable, *reward, *flags])
+
+
+def test_training_starts_from_an_upstream_checkpoint_folder_and_from_our_run(tmp_path):
+    """--gpt_ckpt / --vq_ckpt may name upstream AR-GRPO's checkpoint-N folder (sharded, prefixed keys), and
+    --gpt_ckpt our own finished run's folder: the weights load strictly and training runs."""
+    from tests.helpers import make_upstream_checkpoint, upstream_models
+
+    gpt, vq = upstream_models()
+    upstream = make_upstream_checkpoint(tmp_path / "checkpoints" / "run" / "checkpoint-300", gpt, vq, shards=2)
+    first = tmp_path / "from_upstream"
+    train_c2i.main(tiny_run_flags(upstream, upstream, first, "--reward_funcs", "noise_control", "--max_steps", "1"))
+    model = load_gpt_weights(build_gpt("GPT-Tiny", block_size=16, vocab_size=48), first / "gpt_final.pt")
+    assert model.output.weight.shape == gpt.output.weight.shape
+    second = tmp_path / "from_our_run"
+    train_c2i.main(tiny_run_flags(first, upstream, second, "--reward_funcs", "noise_control", "--max_steps", "1"))
+    assert (second / "gpt_final.pt").is_file()
