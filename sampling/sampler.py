@@ -24,7 +24,7 @@ from autoregressive.models.seeding import sample_generators
 from autoregressive.run_layout import resolve_gpt_checkpoint, saved_model_flags
 from sampling.common import SamplingArguments
 from sampling.images import to_uint8
-from scripts.flags import CONFIG_FLAG, _read_config, parse_flags
+from scripts.flags import CONFIG_FLAG, read_config, parse_flags
 
 
 @dataclass(kw_only=True)
@@ -120,7 +120,7 @@ def parse_sampling_flags(dataclass_type: type, argv: list[str] | None, descripti
                 raise SystemExit(f"--gpt_ckpt {known.gpt_ckpt}: {err}") from err
         given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
         if known.config:  # a --config file's values are the user's too: they win over the saved ones
-            given |= set(_read_config(Path(known.config)))
+            given |= set(read_config(Path(known.config)))
         saved = {key: value for key, value in saved.items() if key not in given}
         if saved and os.environ.get("RANK", "0") == "0":
             shown = ", ".join(f"{key}={value}" for key, value in sorted(saved.items()))

@@ -50,7 +50,7 @@ def build_parser(dataclass_types: Sequence[type], description: str | None = None
     return parser
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SystemExit(f"{CONFIG_FLAG} {path}: file not found")
     if path.stat().st_size > MAX_CONFIG_BYTES:
@@ -85,7 +85,7 @@ def _as_argv(key: str, value: Any) -> list[str]:
 def _config_argv(parser: argparse.ArgumentParser, path: Path, tolerated: Collection[str] = ()) -> list[str]:
     """The file's values as flags (put before the command line's, so those win); unknown keys are an error.
     ``tolerated``: other keys passed on as flags (upstream ones, translated after)."""
-    values = _read_config(path)
+    values = read_config(path)
     actions = {action.dest: action for action in parser._actions if action.dest not in ("help", "config")}
     argv: list[str] = []
     for key, value in values.items():
