@@ -24,7 +24,7 @@ from autoregressive.models.seeding import sample_generators
 from autoregressive.run_layout import resolve_gpt_checkpoint, saved_model_flags
 from sampling.common import SamplingArguments
 from sampling.images import to_uint8
-from scripts.flags import CONFIG_FLAG, read_config, parse_flags
+from scripts.flags import CONFIG_FLAG, parse_flags, read_config
 
 
 @dataclass(kw_only=True)
