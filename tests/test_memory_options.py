@@ -11,10 +11,17 @@ from autoregressive.models.generate import SamplingConfig, generate, sequence_lo
 from autoregressive.models.gpt import build_gpt, load_gpt_weights
 from grpo.checkpointing import MODEL_FILE, list_checkpoints
 from grpo.model_setup import freeze
-from tests.grpo_fixtures import DOWNSAMPLE, IMAGE_SIZE, VOCAB, flat_params, make_trainer, tiny_vq
-from tests.helpers import tiny_gpt
-from tests.test_precision import MAX_ABS_DLOGP
-from tests.test_train_cli import COMMON, _gpt_ckpt
+from tests.grpo_fixtures import (
+    DOWNSAMPLE,
+    IMAGE_SIZE,
+    TINY_RUN_FLAGS,
+    VOCAB,
+    flat_params,
+    make_trainer,
+    tiny_gpt_ckpt,
+    tiny_vq,
+)
+from tests.helpers import MAX_ABS_DLOGP, tiny_gpt
 
 TINY = dict(block_size=(IMAGE_SIZE // DOWNSAMPLE) ** 2, vocab_size=VOCAB, sharp=False)
 
@@ -219,8 +226,8 @@ def test_lora_dropout_means_old_logprobs_are_recomputed(tmp_path):
 def test_cli_trains_with_every_memory_option(tmp_path):
     vq_ckpt = tmp_path / "vq.pt"
     torch.save({"model": tiny_vq().state_dict()}, vq_ckpt)
-    gpt, out = _gpt_ckpt(tmp_path, num_classes=15), tmp_path / "run"
-    argv = [*COMMON, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--num_classes", "15"]
+    gpt, out = tiny_gpt_ckpt(tmp_path, num_classes=15), tmp_path / "run"
+    argv = [*TINY_RUN_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--num_classes", "15"]
     argv += ["--reward_funcs", "shapes", "--output_dir", str(out), "--torch_dtype", "bfloat16"]
     argv += ["--gradient_checkpointing", "--use_peft", "--lora_r", "4", "--lora_target_modules", "wqkv", "w2"]
     trainer = train_c2i.build_trainer(*train_c2i.parse_args(argv))

@@ -15,8 +15,7 @@ from grpo.heldout_eval import heldout_prompts
 from grpo.prompt_sources import ClassPrompts, ListPrompts, TrainingPrompt
 from grpo.sample_grid import captioned_grid
 from grpo.watch import hparams, tracker_names, wandb_installed
-from tests.grpo_fixtures import make_trainer, tiny_vq
-from tests.test_train_cli import COMMON, _gpt_ckpt
+from tests.grpo_fixtures import TINY_RUN_FLAGS, make_trainer, tiny_gpt_ckpt, tiny_vq
 
 
 def _rows(out: Path) -> list[dict]:
@@ -87,9 +86,9 @@ def _ea(folder: Path):
 def test_tensorboard_gets_scalars_images_and_the_run_config_as_hparams(tmp_path, vq_ckpt):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    gpt = _gpt_ckpt(tmp_path, num_classes=15)
+    gpt = tiny_gpt_ckpt(tmp_path, num_classes=15)
     out = tmp_path / "run"
-    flags = [*COMMON, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--num_classes", "15", "--output_dir"]
+    flags = [*TINY_RUN_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--num_classes", "15", "--output_dir"]
     flags += [str(out), "--reward_funcs", "shapes", "--report_to", "tensorboard", "--run_name", "my-run"]
     train_c2i.main(flags)
     folders = {p.parent for p in (out / "tensorboard").rglob("events.out.tfevents.*")}
@@ -127,7 +126,7 @@ def test_hparams_are_flat_scalars_and_text():
 def test_report_to_wandb_without_the_package_fails_before_any_model_loads(tmp_path, vq_ckpt):
     broken = tmp_path / "gpt.pt"
     broken.write_bytes(b"not a checkpoint: loading it would fail with another error")
-    flags = [*COMMON, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--output_dir", str(tmp_path / "o")]
+    flags = [*TINY_RUN_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--output_dir", str(tmp_path / "o")]
     flags += ["--reward_funcs", "shapes"]
     with pytest.raises(SystemExit, match="--report_to wandb: the wandb package is not installed"):
         train_c2i.main([*flags, "--report_to", "wandb"])
@@ -220,12 +219,12 @@ T2I_FLAGS = ["--gpt_type", "t2i", "--caption_dim", "32", "--cls_token_num", "48"
 def test_t2i_run_evaluates_the_prompt_file_and_captions_its_grids(tmp_path, vq_ckpt):
     import train_t2i
 
-    gpt = _gpt_ckpt(tmp_path, model_type="t2i", caption_dim=32, cls_token_num=48)
+    gpt = tiny_gpt_ckpt(tmp_path, model_type="t2i", caption_dim=32, cls_token_num=48)
     prompts, held_out = tmp_path / "prompts.txt", tmp_path / "drawbench.txt"
     prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
     held_out.write_text("a photo of a green triangle\na photo of two blue circles\na photo of a red square\n")
     out = tmp_path / "run"
-    flags = [*COMMON, *T2I_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--dataset_name", str(prompts)]
+    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--dataset_name", str(prompts)]
     flags += ["--reward_funcs", "shapes", "--output_dir", str(out), "--eval_steps", "1", "--eval_prompts"]
     train_t2i.main([*flags, str(held_out)])
     rows = _eval_rows(out)
@@ -242,7 +241,7 @@ def test_a_missing_eval_prompt_file_fails_before_any_model_loads(tmp_path, vq_ck
     broken.write_bytes(b"not a checkpoint: loading it would fail with another error")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a red circle\n")
-    flags = [*COMMON, *T2I_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--reward_funcs", "shapes"]
+    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--reward_funcs", "shapes"]
     flags += ["--dataset_name", str(prompts), "--output_dir", str(tmp_path / "o"), "--eval_steps", "5"]
     with pytest.raises(SystemExit, match="nope.txt"):
         train_t2i.main([*flags, "--eval_prompts", str(tmp_path / "nope.txt")])
