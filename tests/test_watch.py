@@ -224,7 +224,8 @@ def test_t2i_run_evaluates_the_prompt_file_and_captions_its_grids(tmp_path, vq_c
     prompts.write_text("a photo of a red circle\na photo of two blue squares\n")
     held_out.write_text("a photo of a green triangle\na photo of two blue circles\na photo of a red square\n")
     out = tmp_path / "run"
-    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt), "--dataset_name", str(prompts)]
+    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(gpt), "--vq_ckpt", str(vq_ckpt)]
+    flags += ["--dataset_name", str(prompts)]
     flags += ["--reward_funcs", "shapes", "--output_dir", str(out), "--eval_steps", "1", "--eval_prompts"]
     train_t2i.main([*flags, str(held_out)])
     rows = _eval_rows(out)
@@ -241,7 +242,8 @@ def test_a_missing_eval_prompt_file_fails_before_any_model_loads(tmp_path, vq_ck
     broken.write_bytes(b"not a checkpoint: loading it would fail with another error")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a photo of a red circle\n")
-    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt), "--reward_funcs", "shapes"]
+    flags = [*TINY_RUN_FLAGS, *T2I_FLAGS, "--gpt_ckpt", str(broken), "--vq_ckpt", str(vq_ckpt)]
+    flags += ["--reward_funcs", "shapes"]
     flags += ["--dataset_name", str(prompts), "--output_dir", str(tmp_path / "o"), "--eval_steps", "5"]
     with pytest.raises(SystemExit, match="nope.txt"):
         train_t2i.main([*flags, "--eval_prompts", str(tmp_path / "nope.txt")])
