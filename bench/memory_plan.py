@@ -468,11 +468,14 @@ def measure_step(
 
     Run in a fresh process for a clean peak; in a process that already peaked higher, VmHWM is reset first.
     """
+    # modules the trainer imports lazily, imported now so that their code stays out of the measured peak
+    import PIL.ImageDraw  # noqa: F401
+    import safetensors.torch  # noqa: F401
     from accelerate import Accelerator
-    from grpo.prompts import ClassPrompts
-    from transformers import get_scheduler  # noqa: F401  (the trainer imports it lazily: keep it out of the peak)
+    from transformers import get_scheduler  # noqa: F401
 
     from grpo.config import GRPOConfig
+    from grpo.prompt_sources import ClassPrompts
     from grpo_trainer import GRPOTrainer
 
     overrides = overrides or {}
@@ -511,7 +514,8 @@ def measure_step(
             Accelerator(cpu=True),
         )
         del policy
-        trainer.train()
+        for _ in range(steps):  # the GRPO steps alone: no checkpoint or final-model writing in the peak
+            trainer.update(trainer.make_rollout())
         peak = rss_bytes("VmHWM")
     predicted = plan(shape, replace(task, per_device_batch=samples), Layout("measured", bf16=False))
     return {
