@@ -1,8 +1,9 @@
 """bench.dry_run --small: the real-size dry run's command at tiny widths, through its command line.
 
-The real-size run (minutes, ~18 GB) is not part of the suite; docs/scaling.md has its numbers. This checks that
-the command builds every model through the project's loaders (the registry's reward models have the parameter
-counts of the files the run wrote), runs one GRPO step and reports every number the docs quote.
+The real-size run (many minutes, most of the machine's memory) is not part of the suite; docs/scaling.md has its
+numbers. This checks that the command builds every model through the project's loaders (the registry's reward
+models have the parameter counts of the files the run wrote), runs one GRPO step and reports every number the
+docs quote.
 """
 
 from __future__ import annotations
