@@ -469,10 +469,10 @@ def measure_step(
     Run in a fresh process for a clean peak; in a process that already peaked higher, VmHWM is reset first.
     """
     from accelerate import Accelerator
-    from grpo.prompts import ClassPrompts
     from transformers import get_scheduler  # noqa: F401  (the trainer imports it lazily: keep it out of the peak)
 
     from grpo.config import GRPOConfig
+    from grpo.prompt_sources import ClassPrompts
     from grpo_trainer import GRPOTrainer
 
     overrides = overrides or {}
