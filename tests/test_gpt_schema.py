@@ -89,3 +89,11 @@ def test_every_model_arg_is_read():
         if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load)
     }
     assert sorted(f.name for f in fields(ModelArgs) if f.name not in read) == []
+
+
+def test_a_registered_size_takes_overrides_of_its_own_dimensions():
+    """``--gpt_config '{"dim": 64}'`` on a named size overrides it instead of failing on a duplicate keyword."""
+    from autoregressive.models.gpt import build_gpt
+
+    model = build_gpt("GPT-B", dim=64, n_layer=1, n_head=2, block_size=4, vocab_size=8)
+    assert model.tok_embeddings.weight.shape == (8, 64) and len(model.layers) == 1

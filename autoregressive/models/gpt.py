@@ -250,8 +250,8 @@ class GPT(nn.Module):
 
 # --------------------------------------------------------------------------------------- registry
 def _sized(n_layer: int, n_head: int, dim: int):
-    def build(**kwargs) -> GPT:
-        return GPT(ModelArgs(n_layer=n_layer, n_head=n_head, dim=dim, **kwargs))
+    def build(**kwargs) -> GPT:  # kwargs may override the size itself (--gpt_config '{"dim": 64}')
+        return GPT(ModelArgs(**{"n_layer": n_layer, "n_head": n_head, "dim": dim, **kwargs}))
 
     build.size = dict(n_layer=n_layer, n_head=n_head, dim=dim)
     return build
