@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from autoregressive.models.gpt import load_gpt_weights
-from tests.grpo_fixtures import DOWNSAMPLE, IMAGE_SIZE, VOCAB
+from autoregressive.models.gpt import build_gpt, load_gpt_weights
+from tests.grpo_fixtures import DOWNSAMPLE, IMAGE_SIZE, VOCAB, make_trainer, tiny_vq
 from tests.helpers import tiny_gpt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +94,43 @@ def test_fsdp_resume_continues_like_the_straight_run(tmp_path):
     resumed = _run(tmp_path, "split", fsdp=True, steps=3, resume="latest")
     for key in straight:
         assert torch.equal(resumed[key], straight[key]), key
+
+
+@pytest.mark.slow
+def test_train_c2i_with_fsdp_under_torchrun(tmp_path):
+    """The command a user runs: train_c2i.py --fsdp under torchrun (CPU, gloo) trains, logs each step once and
+    writes a strict-loadable final model."""
+    vq, gpt = tmp_path / "vq.pt", tmp_path / "gpt.pt"
+    torch.save({"model": tiny_vq().state_dict()}, vq)
+    torch.manual_seed(0)
+    torch.save({"model": build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=15).state_dict()}, gpt)
+    out = tmp_path / "run"
+    flags = [
+        *("--gpt_model", "GPT-Tiny", "--gpt_ckpt", str(gpt), "--num_classes", "15", "--codebook_size", "48"),
+        *("--vq_model", "VQ-Tiny", "--vq_ckpt", str(vq), "--image_size", "16", "--downsample_size", "4"),
+        *("--max_steps", "2", "--num_generations", "4", "--per_device_train_batch_size", "4", "--fsdp"),
+        *("--reward_funcs", "shapes", "--report_to", "none", "--image_log_steps", "0", "--save_steps", "1"),
+        *("--eval_steps", "2", "--eval_num_prompts", "3", "--output_dir", str(out)),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("ACCELERATE_USE_CPU", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    result = subprocess.run(
+        [*cmd, str(ROOT / "train_c2i.py"), *flags], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _metrics(out)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    assert [r["step"] for r in rows if "eval/total_mean" in r] == [0, 2]  # 3 prompts over 2 processes: 2 + 1
+    model = build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=15)
+    load_gpt_weights(model, out / "gpt_final.pt")  # strict
+    checkpoint = load_gpt_weights(build_gpt("GPT-Tiny", block_size=16, vocab_size=48, num_classes=15),
+                                  out / "checkpoint-2" / "model.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, checkpoint.state_dict()[key]), key
+
+
+def test_fsdp_without_a_distributed_launch_is_refused(tmp_path):
+    """One plain process has nothing to shard over: an error naming the flag, not a silently unsharded run."""
+    with pytest.raises(ValueError, match=r"--fsdp .* 1 process.*torchrun"):
+        make_trainer(tmp_path / "out", fsdp=True)
