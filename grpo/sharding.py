@@ -5,8 +5,8 @@ GPU-class devices only (a CPU launch silently trains unsharded DDP), while ``ful
 gloo on CPU and nccl on GPUs, so the path users run on GPUs is the one the CPU tests run.
 
 - Sharding: each transformer block is one FSDP unit (all-gathered for its forward and backward, resharded after),
-  and the root unit holds the embeddings, final norm and logit head. The optimizer sees the sharded parameters, so
-  gradients and AdamW state are sharded too.
+  the logit head another, the root unit holds the embeddings and final norm. The optimizer sees the sharded
+  parameters, so gradients and AdamW state are sharded too. The frozen KL reference is sharded the same way.
 - Sampling: the KV-cached decoder calls the model once per token; gathering every block at every token would
   multiply the communication by the image length. :func:`gathered` all-gathers the whole policy once per rollout
   (reshard-after-forward off for the duration) and reshards when sampling ends.
@@ -38,6 +38,8 @@ from torch.distributed.tensor import DTensor
 
 from autoregressive.checkpoint import CheckpointError
 from grpo.config import GRPOConfig
+from grpo.model_setup import trainable_parameters
+from grpo.optimizer import build_optimizer
 
 FULL_ON_MAIN = StateDictOptions(full_state_dict=True, cpu_offload=True)
 """Gather whole tensors onto the main process's CPU (the others get an empty dict)."""
@@ -64,17 +66,35 @@ def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
 
 
-def shard_policy(policy: nn.Module, device: torch.device) -> FSDPModule:
-    """Shard ``policy`` in place: one FSDP unit per transformer block, the rest in the root unit."""
+def prepare_training(
+    accelerator: Accelerator, policy: nn.Module, reference: nn.Module | None, config: GRPOConfig
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The trained model and its optimizer: DDP through accelerate, or (``--fsdp``) the policy and the frozen
+    reference sharded here, never wrapped in DDP, with the optimizer over the policy's shards."""
+    if not config.fsdp:  # a LoRA policy's optimizer sees the adapters only
+        return accelerator.prepare(policy, build_optimizer(trainable_parameters(policy), config))
+    model = shard_model(policy, accelerator.device)
+    if reference is not None:
+        shard_model(reference, accelerator.device, frozen=True)
+    return model, build_optimizer(trainable_parameters(model), config)
+
+
+def shard_model(model: nn.Module, device: torch.device, frozen: bool = False) -> FSDPModule:
+    """Shard ``model`` (a GPT) in place: one FSDP unit per transformer block, one for the logit head (kept fp32 in a
+    bf16 inference copy, and a unit holds one dtype), the embeddings and final norm in the root unit. A ``frozen``
+    model (no backward to reshard it) frees every unit's gathered weights right after its forward."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    policy.to(device)
-    for block in policy.layers:
+    model.to(device)
+    for block in model.layers:
         fully_shard(block, mesh=mesh)
-    fully_shard(policy, mesh=mesh)
+    fully_shard(model.output, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    if frozen:
+        model.set_reshard_after_forward(True)  # also the root's, which FSDP keeps gathered for a backward
     # FSDP picks its root at the first forward; sampling enters the blocks through prefill/decode_step rather than
     # the root's forward, so the root is made known now (else the first block run would claim the root role).
-    policy._get_fsdp_state()._lazy_init()
-    return policy
+    model._get_fsdp_state()._lazy_init()
+    return model
 
 
 @contextmanager
@@ -93,7 +113,7 @@ def gathered(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for unit in units:
             unit.reshard()
-            # FSDP's defaults: blocks free their weights after forward, the root keeps its own for the backward.
+            # FSDP's defaults: units free their weights after forward, the root keeps its own for the backward.
             unit.set_reshard_after_forward(unit is not model, recurse=False)
 
 

@@ -33,6 +33,10 @@ trainer = make_trainer(
     per_device_train_batch_size=4, gradient_accumulation_steps=2, beta=0.05, learning_rate=LR, adam_epsilon=1e-4,
     save_steps=1,
 )
+if fsdp == "1":  # the policy and the frozen reference hold one shard each, not whole tensors
+    from torch.distributed.tensor import DTensor
+    for model in (trainer.model, trainer.ref_model):
+        assert all(isinstance(p, DTensor) for p in model.parameters())
 trainer.train()
 state = model_state_dict(accelerator, trainer.model)  # every process takes part; the main one gets it whole
 if accelerator.is_main_process:
