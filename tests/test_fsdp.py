@@ -31,7 +31,7 @@ trainer = make_trainer(
     output_dir, accelerator=accelerator, max_steps=int(steps), exit_step=int(exit_step),
     resume_from_checkpoint=None if resume == "-" else resume, fsdp=fsdp == "1", bf16=bf16 == "1",
     per_device_train_batch_size=4, gradient_accumulation_steps=2, beta=0.05, learning_rate=LR, adam_epsilon=1e-4,
-    save_steps=1,
+    save_steps=1, max_grad_norm=0.3,  # below the gradient norm (~0.46): clipping acts
 )
 if fsdp == "1":  # the policy and the frozen reference hold one shard each, not whole tensors
     from torch.distributed.tensor import DTensor
@@ -64,7 +64,7 @@ def _metrics(path: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 def test_fsdp_matches_ddp_and_writes_a_strict_final_model(tmp_path, bf16):
-    """Same global batch, gradient accumulation over two micro-batches, clipping on: the sharded run ends two steps
+    """Same global batch, gradient accumulation over two micro-batches, clipping acting: the sharded run ends two steps
     with the DDP run's parameters. Both sum the same per-process gradients (DDP all-reduces, FSDP reduce-scatters),
     so only fp32 round-off may differ: tolerance 0.1% of one Adam step, while training moves weights by ~lr."""
     ddp = _run(tmp_path, "ddp", fsdp=False, bf16=bf16)
