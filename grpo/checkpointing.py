@@ -3,7 +3,8 @@
 Checkpoints travel between people and clusters, so resuming one must never run code. Nothing here is
 unpickled: the model is safetensors, the optimizer state a ``torch.save`` file read with ``weights_only``,
 and the scheduler, trainer state and RNG states are JSON. accelerate's ``save_state``/``load_state`` are
-not used because they unpickle the scheduler and RNG files with full pickle.
+not used because they unpickle the scheduler and RNG files with full pickle. Under ``--fsdp`` the model and
+optimizer state are gathered whole onto the main process (grpo/sharding.py), so the files are the same as DDP's.
 """
 
 from __future__ import annotations
