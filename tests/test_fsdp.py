@@ -138,3 +138,14 @@ def test_fsdp_without_a_distributed_launch_is_refused(tmp_path):
     """One plain process has nothing to shard over: an error naming the flag, not a silently unsharded run."""
     with pytest.raises(ValueError, match=r"--fsdp .* 1 process.*torchrun"):
         make_trainer(tmp_path / "out", fsdp=True)
+
+
+@pytest.mark.slow
+def test_a_ddp_checkpoint_resumes_under_fsdp(tmp_path):
+    """Checkpoints have one layout: a DDP checkpoint (optimizer state keyed by position) resumes under --fsdp and
+    continues like the straight DDP run, up to the round-off of the two reductions (tolerance as above)."""
+    straight = _run(tmp_path, "straight", fsdp=False, steps=3)
+    _run(tmp_path, "switch", fsdp=False, steps=3, exit_step=1)
+    resumed = _run(tmp_path, "switch", fsdp=True, steps=3, resume="latest")
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], atol=1e-3 * LR, rtol=0, msg=key)
