@@ -141,11 +141,14 @@ def test_fsdp_without_a_distributed_launch_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_ddp_checkpoint_resumes_under_fsdp(tmp_path):
-    """Checkpoints have one layout: a DDP checkpoint (optimizer state keyed by position) resumes under --fsdp and
-    continues like the straight DDP run, up to the round-off of the two reductions (tolerance as above)."""
+def test_checkpoints_move_between_ddp_and_fsdp(tmp_path):
+    """Checkpoints have one layout: a DDP checkpoint (optimizer state keyed by position) resumes under --fsdp, an
+    FSDP one (keyed by name) under DDP, and both continue like the straight DDP run, up to the round-off of the two
+    reductions (tolerance as above)."""
     straight = _run(tmp_path, "straight", fsdp=False, steps=3)
-    _run(tmp_path, "switch", fsdp=False, steps=3, exit_step=1)
-    resumed = _run(tmp_path, "switch", fsdp=True, steps=3, resume="latest")
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], atol=1e-3 * LR, rtol=0, msg=key)
+    for first, then in ((False, True), (True, False)):
+        name = f"{'fsdp' if first else 'ddp'}-then-{'fsdp' if then else 'ddp'}"
+        _run(tmp_path, name, fsdp=first, steps=3, exit_step=1)
+        resumed = _run(tmp_path, name, fsdp=then, steps=3, resume="latest")
+        for key in straight:
+            torch.testing.assert_close(resumed[key], straight[key], atol=1e-3 * LR, rtol=0, msg=f"{name} {key}")
