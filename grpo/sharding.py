@@ -10,8 +10,8 @@ gloo on CPU and nccl on GPUs, so the path users run on GPUs is the one the CPU t
 - Sampling: the KV-cached decoder calls the model once per token; gathering every block at every token would
   multiply the communication by the image length. :func:`gathered` all-gathers the whole policy once per rollout
   (reshard-after-forward off for the duration) and reshards when sampling ends.
-- Checkpoints: full (unsharded) state dicts, so a checkpoint has one layout whatever the process count:
-  ``model.safetensors`` and an optimizer state keyed by parameter name, written by the main process.
+- Checkpoints: full (unsharded) state dicts gathered onto the main process, which writes the files a DDP run
+  writes (``model.safetensors``; the optimizer state keyed by parameter name, which DDP's loader also accepts).
 """
 
 from __future__ import annotations
