@@ -8,6 +8,7 @@ that the accelerator sees as many processes as the launcher started.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -32,7 +33,17 @@ def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
             "config (`accelerate env`) and the launch command."
         )
     _check_requested_sharding(accelerator)
+    if accelerator.num_processes > 1:
+        atexit.register(_leave_process_group)
     return accelerator
+
+
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter tears down: left to finalisation, its backend threads can
+    be destroyed while joinable, which aborts the process after a finished run ("terminate called without an
+    active exception", exit status -6 under torchrun)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _check_requested_sharding(accelerator: Accelerator) -> None:
