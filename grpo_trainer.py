@@ -12,7 +12,6 @@ import dataclasses
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from autoregressive.models.gpt import GPT
 from autoregressive.models.precision import inference_copy, refresh_from
 from autoregressive.models.seeding import folded_seed, row_generators
 from autoregressive.run_layout import FINAL_MODEL
+from grpo import sharding
 from grpo.advantages import group_advantages
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
@@ -32,8 +32,8 @@ from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
 from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
-from grpo.model_setup import add_lora, build_reference, merged_state_dict, trainable_parameters
-from grpo.optimizer import build_optimizer, build_scheduler
+from grpo.model_setup import add_lora, build_reference, merged_state_dict
+from grpo.optimizer import build_scheduler
 from grpo.prompt_sources import PromptSource, TrainingPrompt
 from grpo.rollout import Rollout
 from grpo.run_folder import check_output_dir, clear_output_dir
@@ -67,6 +67,7 @@ class GRPOTrainer:
         self.config = config
         mixed = "bf16" if config.bf16 else "no"
         self.accelerator = accelerator or Accelerator(mixed_precision=mixed, **tracking_options(config))
+        sharding.check_fsdp_request(config, self.accelerator.num_processes)
         self._claim_output_dir()
         self.decode_images, self.reward_fn = decode_images, reward_fn
         self.prompts, self.encode_condition = prompts, encode_condition
@@ -93,8 +94,8 @@ class GRPOTrainer:
         self._sampling_copy: GPT | None = None
         if self.inference_dtype is not None:
             self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
-        optimizer = build_optimizer(trainable_parameters(policy), config)  # a LoRA policy: only the adapters
-        self.model, self.optimizer = self.accelerator.prepare(policy, optimizer)
+        # DDP through accelerate, or --fsdp: policy and reference sharded by the trainer (grpo/sharding.py)
+        self.model, self.optimizer = sharding.prepare_training(self.accelerator, policy, self.ref_model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.step, self.rollout_index = 0, 0
         self._stop_signal = False
@@ -166,15 +167,12 @@ class GRPOTrainer:
         cond, cond_mask = self.encode_condition([p.value for p in prompts])
         cond = cond.repeat_interleave(g, dim=0)
         cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(g, dim=0)
-        sampler = self._sampling_model().eval()
-        sampled = generate(
-            sampler,
-            cond,
-            cfg=self.sampling,
-            cond_mask=cond_mask,
-            generator=row_generators(seeds, self.device),
-            compile_mode="default" if cfg.compile else None,
-        )
+        with sharding.gathered(self.model):  # under --fsdp: one all-gather per rollout, not one per block per token
+            sampler = self._sampling_model().eval()
+            generators, compile_mode = row_generators(seeds, self.device), "default" if cfg.compile else None
+            sampled = generate(
+                sampler, cond, cfg=self.sampling, cond_mask=cond_mask, generator=generators, compile_mode=compile_mode
+            )
         self.policy.train()
         clock.lap("sampling")
         with acc.autocast():
@@ -243,7 +241,7 @@ class GRPOTrainer:
             for sl in _slices(rollout.tokens.shape[0], cfg.per_device_train_batch_size):
                 micro += 1
                 syncs = micro % cfg.gradient_accumulation_steps == 0
-                with nullcontext() if syncs else acc.no_sync(self.model):
+                with sharding.gradient_sync(acc, self.model, syncs):
                     window.append(self._micro_batch(rollout, sl))
                 if not syncs:
                     continue
@@ -282,12 +280,12 @@ class GRPOTrainer:
 
     def _optimizer_step(self) -> float:
         """Clip, step, schedule; returns the gradient norm before clipping."""
-        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm or float("inf"))
+        grad_norm = sharding.clip_grad_norm(self.accelerator, self.model, self.config.max_grad_norm or float("inf"))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return float(grad_norm)
+        return grad_norm
 
     # -------------------------------------------------------------------------------------- helpers
     def _claim_output_dir(self) -> None:
@@ -394,7 +392,7 @@ class GRPOTrainer:
 
     def save_final_model(self) -> Path | None:
         """The policy in LlamaGen's ``{"model": state_dict}`` layout, readable by LlamaGen's own tools."""
-        state_dict = self.accelerator.get_state_dict(self.model)
+        state_dict = sharding.model_state_dict(self.accelerator, self.model)  # whole, also under --fsdp
         if self.adapters is not None and self.accelerator.is_main_process:
             state_dict = merged_state_dict(self.adapters)  # base + adapters, back in LlamaGen's layout
         path = Path(self.config.output_dir) / FINAL_MODEL

@@ -3,7 +3,8 @@
 Checkpoints travel between people and clusters, so resuming one must never run code. Nothing here is
 unpickled: the model is safetensors, the optimizer state a ``torch.save`` file read with ``weights_only``,
 and the scheduler, trainer state and RNG states are JSON. accelerate's ``save_state``/``load_state`` are
-not used because they unpickle the scheduler and RNG files with full pickle.
+not used because they unpickle the scheduler and RNG files with full pickle. Under ``--fsdp`` the model and
+optimizer state are gathered whole onto the main process (grpo/sharding.py), so the files are the same as DDP's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from autoregressive.run_layout import (  # noqa: F401 (re-exported: the checkpoi
     checkpoint_dir,
     numbered_checkpoints,
 )
+from grpo.sharding import is_sharded, load_model_state, load_optimizer_state, model_state_dict, optimizer_state_dict
 
 # Set in the trainer state of a checkpoint saved with --save_only_model (no optimizer/scheduler/RNG state).
 MODEL_ONLY_KEY = "model_only"
@@ -206,15 +208,16 @@ def save_checkpoint(
             shutil.rmtree(leftover, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    weights = accelerator.get_state_dict(model)
+    weights = model_state_dict(accelerator, model)  # whole on the main process (gathered under --fsdp)
     if save_only_model:
         optimizer = scheduler = None
     else:
         _write_json(tmp / RNG_FILE.format(rank=accelerator.process_index), rng_states())
+    optimizer_state = None if optimizer is None else optimizer_state_dict(model, optimizer)
     if accelerator.is_main_process:
         save_checkpoint_atomic({k: v.detach().cpu() for k, v in weights.items()}, tmp / MODEL_FILE)
-        if optimizer is not None:
-            save_checkpoint_atomic(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
+        if optimizer_state is not None:
+            save_checkpoint_atomic(optimizer_state, tmp / OPTIMIZER_FILE)
         if scheduler is not None:
             _write_json(tmp / SCHEDULER_FILE, scheduler.state_dict())
     accelerator.wait_for_everyone()
@@ -288,10 +291,13 @@ def load_checkpoint(
             raise CheckpointError(
                 f"{path / OPTIMIZER_FILE}: does not fit the optimizer ({type(err).__name__}: {err})"
             ) from err
-    load_state_dict_strict(accelerator.unwrap_model(model), read_state_dict(model_path), source=model_path)
+    if is_sharded(model):  # every process reads the whole file and keeps its shard
+        load_model_state(model, read_state_dict(model_path), model_path)
+    else:
+        load_state_dict_strict(accelerator.unwrap_model(model), read_state_dict(model_path), source=model_path)
     if optimizer is not None:
         try:
-            optimizer.load_state_dict(optimizer_state)
+            load_optimizer_state(model, optimizer, optimizer_state)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as err:
             raise CheckpointError(
                 f"{path / OPTIMIZER_FILE}: does not fit the optimizer ({type(err).__name__}: {err})"

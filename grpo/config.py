@@ -112,6 +112,11 @@ class GRPOConfig:
         "weights for AdamW)",
         ("float32", "bfloat16"),
     )
+    fsdp: bool = _opt(
+        False,
+        "shard the policy over the launched processes with torch's FSDP2 (fully_shard per transformer block); "
+        "needs a distributed launch (torchrun); docs/trainer.md 'Distributed'",
+    )
     use_peft: bool = _opt(
         False, "train LoRA adapters (peft) instead of the whole GPT; the reference is the base with adapters off"
     )

@@ -21,6 +21,7 @@ from accelerate.utils import gather_object
 
 from autoregressive.models.generate import generate
 from autoregressive.models.seeding import folded_generator, folded_seed, row_generators
+from grpo import sharding
 from grpo.config import GRPOConfig
 from grpo.logging import MetricsLogger
 from grpo.prompt_sources import ClassPrompts, ListPrompts, PromptSource, TrainingPrompt
@@ -98,20 +99,22 @@ class HeldOutEvaluation:
         mine = slice(acc.process_index * share, (acc.process_index + 1) * share)
         prompts, seeds = self.prompts[mine], self.seeds[mine]
         scores: dict[str, list[float]] = {}
-        if prompts:
-            values = [p.value for p in prompts]
-            cond, cond_mask = trainer.encode_condition(values)
-            sampler = trainer._sampling_model().eval()
-            compile_mode = "default" if cfg.compile else None
-            sampled = generate(sampler, cond, cfg=trainer.sampling, cond_mask=cond_mask,
-                               generator=row_generators(seeds, trainer.device), compile_mode=compile_mode)  # fmt: skip
-            trainer.policy.train()
-            with acc.autocast():
-                tokens = sampled.tokens.split(cfg.decode_batch_size)
-                images = torch.cat([trainer.decode_images(t) for t in tokens]).float()
-            metadata = [{**p.metadata, "sample_seed": s} for p, s in zip(prompts, seeds, strict=True)]
-            total, parts = checked_rewards(trainer.reward_fn, images, values, metadata)
-            scores = {"total": total.float().tolist(), **{k: v.float().tolist() for k, v in parts.items()}}
+        with sharding.gathered(trainer.model):  # whole weights under --fsdp: every process joins, with prompts or not
+            if prompts:
+                values = [p.value for p in prompts]
+                cond, cond_mask = trainer.encode_condition(values)
+                sampler = trainer._sampling_model().eval()
+                compile_mode = "default" if cfg.compile else None
+                generators = row_generators(seeds, trainer.device)
+                sampled = generate(sampler, cond, cfg=trainer.sampling, cond_mask=cond_mask, generator=generators,
+                                   compile_mode=compile_mode)  # fmt: skip
+                trainer.policy.train()
+                with acc.autocast():
+                    tokens = sampled.tokens.split(cfg.decode_batch_size)
+                    images = torch.cat([trainer.decode_images(t) for t in tokens]).float()
+                metadata = [{**p.metadata, "sample_seed": s} for p, s in zip(prompts, seeds, strict=True)]
+                total, parts = checked_rewards(trainer.reward_fn, images, values, metadata)
+                scores = {"total": total.float().tolist(), **{k: v.float().tolist() for k, v in parts.items()}}
         gathered = [s for s in gather_object([scores]) if s]
         names = gathered[0].keys()
         return {f"eval/{name}_mean": _mean([x for s in gathered for x in s[name]]) for name in names}

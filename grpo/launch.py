@@ -8,6 +8,7 @@ that the accelerator sees as many processes as the launcher started.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -32,13 +33,23 @@ def make_accelerator(mixed_precision: str = "no", **kwargs) -> Accelerator:
             "config (`accelerate env`) and the launch command."
         )
     _check_requested_sharding(accelerator)
+    if accelerator.num_processes > 1:
+        atexit.register(_leave_process_group)
     return accelerator
 
 
+def _leave_process_group() -> None:
+    """Destroy the process group before the interpreter tears down: left to finalisation, its backend threads can
+    be destroyed while joinable, which aborts the process after a finished run ("terminate called without an
+    active exception", exit status -6 under torchrun)."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 def _check_requested_sharding(accelerator: Accelerator) -> None:
-    """Refuse FSDP and DeepSpeed launches: the rollout samples from the unwrapped module, which under sharding
-    holds only this process's shard, and accelerate drops either config silently on a CPU launch. Refusing
-    is better than training a broken or unsharded model while the config file says otherwise."""
+    """Refuse accelerate's FSDP and DeepSpeed configs: accelerate drops either silently on a CPU launch, and its
+    FSDP wrapping would leave sampling with one shard. Sharding is the trainer's own ``--fsdp`` (grpo/sharding.py),
+    the same code on CPU and GPUs; refusing is better than training unsharded while the config says otherwise."""
     for variable, name, kind in (
         ("ACCELERATE_USE_FSDP", "FSDP", DistributedType.FSDP),
         ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed", DistributedType.DEEPSPEED),
@@ -46,8 +57,8 @@ def _check_requested_sharding(accelerator: Accelerator) -> None:
         asked = os.environ.get(variable, "false").lower() in ("1", "true")
         if asked or accelerator.distributed_type == kind:
             raise RuntimeError(
-                f"the accelerate config asks for {name}, which this trainer does not support yet (sampling needs "
-                f"the whole policy on every process; on a CPU launch accelerate would also silently train "
-                f"unsharded, as {accelerator.distributed_type.value}). Use DDP (scripts/accelerate/ddp.yaml or "
-                "plain torchrun); docs/trainer.md says what fits."
+                f"the accelerate config asks for {name}, which this trainer does not take from accelerate (on a CPU "
+                f"launch accelerate would silently train unsharded, as {accelerator.distributed_type.value}). To "
+                "shard the policy, launch plain DDP (torchrun or scripts/accelerate/ddp.yaml) and pass --fsdp: the "
+                "trainer shards it with FSDP2 itself (docs/trainer.md, 'Distributed')."
             )

@@ -27,7 +27,7 @@ $DEMO_HINT"
 }
 
 # launch SCRIPT ARGS...: torchrun on one node, or `accelerate launch` with ACCELERATE_CONFIG (e.g.
-# scripts/accelerate/ddp.yaml, multi-node). FSDP and DeepSpeed configs are refused for now: see docs/trainer.md.
+# scripts/accelerate/ddp.yaml, multi-node). Shard with --fsdp; accelerate's FSDP/DeepSpeed configs are refused.
 launch() {
   local nproc=${NPROC:-$(count_gpus)}
   if [ -n "${ACCELERATE_CONFIG:-}" ]; then

@@ -168,7 +168,6 @@ IGNORED: dict[str, str] = {
     "disable_tqdm": "the progress bar shows on the main process only",
     "remove_unused_columns": "prompts are not dataset rows; every prompt field reaches the rewards",
     "ignore_data_skip": "resuming restores the prompt sampler's state exactly; nothing is skipped",
-    "fsdp": _DISTRIBUTED,
     "fsdp_min_num_params": _DISTRIBUTED,
     "fsdp_config": _DISTRIBUTED,
     "fsdp_transformer_layer_cls_to_wrap": _DISTRIBUTED,

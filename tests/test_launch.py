@@ -37,7 +37,7 @@ def test_torchrun_on_cpu_gives_distinct_ranks(tmp_path):
 
 
 def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
-    """An FSDP config is refused (accelerate would drop it on a CPU launch; sampling would see one shard on GPUs)."""
+    """An accelerate FSDP config is refused and points to --fsdp (accelerate would drop it on a CPU launch)."""
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     env = {
@@ -51,7 +51,7 @@ def test_fsdp_config_on_cpu_is_refused_not_ignored(tmp_path):
     cmd += [str(probe), str(tmp_path)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode != 0
-    assert "asks for FSDP" in result.stderr and "does not support yet" in result.stderr
+    assert "asks for FSDP" in result.stderr and "pass --fsdp" in result.stderr
 
 
 def _train_c2i(tmp_path, name: str, nproc: int, per_device: int) -> list[dict]:
