@@ -42,7 +42,8 @@ from bench.dry_run_models import (  # noqa: E402
     offline_timm,
     qwen_answer_ids,
 )
-from bench.memory_plan import GB, TASKS, GPTShape, Layout, parts_gb, plan, reset_peak_rss, rss_bytes  # noqa: E402
+from bench.memory_measure import reset_peak_rss, rss_bytes  # noqa: E402
+from bench.memory_plan import GB, TASKS, GPTShape, Layout, parts_gb, plan  # noqa: E402
 
 C2I_REWARDS = ["clip_distance", "clip_quantize", "hpsv2", "hpsv2_quantize", "maniqa", "qwenvl_3b", "qwenvl_fake",
                "qwenvl_weird"]  # scripts/recipes/c2i_paper.yaml

@@ -7,8 +7,8 @@
 Parameter counts come from building the real architectures on the ``meta`` device (exact, no memory). The
 activation formula counts the tensors this code's update pass keeps for backward (derived from
 ``autoregressive/models/gpt.py`` and the trainer's log-prob pass; tests/test_memory_plan.py checks it against the
-saved tensors autograd records). ``measure`` runs ``GRPOTrainer.train()`` on random weights of a real size with a
-reduced batch and reports the process's peak RSS above its RSS before the models were built, next to what the
+saved tensors autograd records). ``measure`` (bench/memory_measure.py) runs GRPO steps on random weights of a
+real size with a reduced batch and reports the process's peak RSS above its RSS before the models were built, next to what the
 formula predicts for the same step. ``table`` applies the formula at the paper's rollout sizes for four layouts
 (DDP without and with --bf16, FSDP over N processes, LoRA); it describes budgets, not code paths that exist here.
 """
@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -263,96 +260,6 @@ def plan(s: GPTShape, task: Task, layout: Layout, samples: int | None = None, lo
     }
 
 
-# -------------------------------------------------------------------------------------------- reward models
-PUBLISHED_REWARD_PARAMS = {
-    "CLIP ViT-L/14": 427_616_513,
-    "HPSv2 (OpenCLIP ViT-H-14)": 986_109_441,
-    "MANIQA (ViT-B/8 + Swin heads)": 135_747_530,
-    "Qwen2.5-VL-3B": 3_754_622_976,
-}
-
-
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _clip_vit_l14() -> int:
-    from transformers import CLIPConfig, CLIPModel
-
-    config = CLIPConfig(
-        text_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
-        vision_config=dict(
-            hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24, patch_size=14
-        ),
-        projection_dim=768,
-    )
-    with torch.device("meta"):
-        return _count(CLIPModel(config))
-
-
-def _hpsv2_vit_h14() -> int:
-    import open_clip
-
-    with torch.device("meta"):
-        return _count(open_clip.CLIP(**open_clip.get_model_config("ViT-H-14")))
-
-
-def _maniqa() -> int:
-    """pyiqa's MANIQA; its ViT backbone is created without downloading weights. Built on CPU (~0.5 GB): the
-    Swin blocks read a tensor value while building, which the meta device cannot give."""
-    from unittest.mock import patch
-
-    import pyiqa.archs.maniqa_arch as maniqa_arch
-
-    create = maniqa_arch.timm.create_model
-
-    def offline(name, pretrained=False, **kwargs):
-        return create(name, pretrained=False, **kwargs)
-
-    with patch.object(maniqa_arch.timm, "create_model", offline):
-        return _count(maniqa_arch.MANIQA(pretrained=False))
-
-
-def _qwen25_vl_3b() -> int:
-    """Qwen2.5-VL-3B-Instruct's published config over transformers' (7B) defaults."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    config = Qwen2_5_VLConfig(
-        text_config=dict(
-            hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-            num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-        ),
-        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048),
-        tie_word_embeddings=True,
-    )
-    with torch.device("meta"):
-        return _count(Qwen2_5_VLForConditionalGeneration(config))
-
-
-REWARD_BUILDERS = {
-    "CLIP ViT-L/14": (_clip_vit_l14, "transformers CLIPConfig (ViT-L/14 sizes), meta device"),
-    "HPSv2 (OpenCLIP ViT-H-14)": (_hpsv2_vit_h14, "open_clip ViT-H-14 config, meta device"),
-    "MANIQA (ViT-B/8 + Swin heads)": (_maniqa, "pyiqa MANIQA, built on CPU without weights"),
-    "Qwen2.5-VL-3B": (_qwen25_vl_3b, "transformers Qwen2_5_VLConfig (3B sizes), meta device"),
-}
-
-
-def reward_model_params(build: bool = True) -> dict[str, dict]:
-    """Parameters of the paper's reward models (shared by the c2i and t2i reward sets; each loaded once)."""
-    out = {}
-    for name, (builder, how) in REWARD_BUILDERS.items():
-        if build:
-            try:
-                out[name] = {"params": builder(), "source": how}
-                continue
-            except Exception as error:  # a package missing or unable to build offline: say so, use the paper's count
-                how = f"published count ({type(error).__name__}: {error})"
-        else:
-            how = "published count"
-        out[name] = {"params": PUBLISHED_REWARD_PARAMS[name], "source": how}
-    return out
-
-
 # ------------------------------------------------------------------------------------------------- table
 def parts_gb(result: dict) -> dict[str, float]:
     return {k: v / GB for part in ("persistent", "rollout", "update") for k, v in result[part].items()}
@@ -420,134 +327,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------------------- measuring
-def rss_bytes(field: str = "VmRSS") -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from /proc/self/status."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
-def reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False where the kernel refuses."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _token_images(image_size: int):
-    """A weight-free VQ stand-in: each token's value painted over its 16x16 patch, so no decoder weights enter
-    the measurement (the plan counts the GPT step; the VQ decoder and reward models are listed apart)."""
-
-    def decode(tokens: torch.Tensor) -> torch.Tensor:
-        grid = image_size // DOWNSAMPLE
-        values = (tokens.float() / VOCAB).view(-1, 1, grid, grid)
-        return values.repeat_interleave(DOWNSAMPLE, 2).repeat_interleave(DOWNSAMPLE, 3).expand(-1, 3, -1, -1)
-
-    return decode
-
-
-def _brightness(images, prompts, metadata):
-    score = images.mean(dim=(1, 2, 3))
-    return score, {"brightness": score}
-
-
-def measure_step(
-    model: str,
-    task: Task,
-    prompts: int = 1,
-    group: int = 2,
-    steps: int = 2,
-    overrides: dict | None = None,
-) -> dict:
-    """Peak RSS of ``steps`` GRPO steps (rollout + update; from the second step AdamW's states exist) above the
-    RSS before the models were built, and the formula's prediction for the same step.
-
-    Run in a fresh process for a clean peak; in a process that already peaked higher, VmHWM is reset first.
-    """
-    # modules the trainer imports lazily, imported now so that their code stays out of the measured peak
-    import PIL.ImageDraw  # noqa: F401
-    import safetensors.torch  # noqa: F401
-    from accelerate import Accelerator
-    from transformers import get_scheduler  # noqa: F401
-
-    from grpo.config import GRPOConfig
-    from grpo.prompt_sources import ClassPrompts
-    from grpo_trainer import GRPOTrainer
-
-    overrides = overrides or {}
-    samples = prompts * group
-    baseline = rss_bytes()
-    reset_peak_rss()
-    torch.manual_seed(0)
-    policy = build_gpt(model, task, "cpu", **overrides)
-    shape = GPTShape.of(policy)
-    with tempfile.TemporaryDirectory() as out:
-        config = GRPOConfig(
-            output_dir=out,
-            max_steps=steps,
-            num_generations=group,
-            per_device_train_batch_size=samples,
-            gen_cfg_cfg_scale=2.0 if task.cfg else 1.0,
-            beta=0.1,
-            save_steps=0,
-            image_log_steps=0,
-            report_to="none",
-        )
-        if task.model_type == "c2i":
-            def encode(values):
-                return torch.tensor(values, dtype=torch.long), None
-        else:
-            def encode(values):
-                feats = torch.randn(len(values), task.cls_token_num, task.caption_dim)
-                return feats, torch.ones(len(values), task.cls_token_num, dtype=torch.long)
-        trainer = GRPOTrainer(
-            config,
-            policy,
-            _token_images(task.image_size),
-            _brightness,
-            ClassPrompts(1000 if task.model_type == "c2i" else 10, 0),
-            encode,
-            Accelerator(cpu=True),
-        )
-        del policy
-        for _ in range(steps):  # the GRPO steps alone: no checkpoint or final-model writing in the peak
-            trainer.update(trainer.make_rollout())
-        peak = rss_bytes("VmHWM")
-    predicted = plan(shape, replace(task, per_device_batch=samples), Layout("measured", bf16=False))
-    return {
-        "model": model,
-        "task": asdict(task),
-        "overrides": overrides,
-        "samples": samples,
-        "steps": steps,
-        "params": shape.params,
-        "baseline_rss_gb": baseline / GB,
-        "measured_gb": (peak - baseline) / GB,
-        "predicted_gb": predicted["peak"] / GB,
-        "predicted_phase": predicted["peak_phase"],
-        "predicted_parts_gb": parts_gb(predicted),
-        "relative_error": predicted["peak"] / (peak - baseline) - 1,
-        "threads": torch.get_num_threads(),
-    }
-
-
-def measure_in_subprocess(model: str, task_name: str, prompts: int, group: int, steps: int, timeout: float) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "bench.memory_plan", "measure", "--model", model, "--task", task_name,
-        "--prompts", str(prompts), "--group", str(group), "--steps", str(steps),
-    ]
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode:
-        raise RuntimeError(f"measuring {model} {task_name} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 # ---------------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -573,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     c.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+
+    from bench.memory_measure import measure_in_subprocess, measure_step
+    from bench.reward_model_sizes import reward_model_params
 
     if args.command == "measure":
         torch.set_num_threads(1)

@@ -142,7 +142,7 @@ def test_formula_predicts_the_peak_rss_of_two_trainer_steps(tmp_path):
 
     code = (
         "import json\n"
-        "from bench.memory_plan import Task, measure_step, reset_peak_rss\n"
+        "from bench.memory_measure import measure_step, reset_peak_rss\nfrom bench.memory_plan import Task\n"
         "if not reset_peak_rss(): print('null'); raise SystemExit\n"
         "task = Task('c2i', 192, 1, per_device_batch=2)  # 12x12 tokens\n"
         "result = measure_step('GPT-Small', task, prompts=1, group=2, steps=2, overrides=dict(dim=256))\n"
