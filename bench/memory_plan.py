@@ -9,8 +9,8 @@ activation formula counts the tensors this code's update pass keeps for backward
 ``autoregressive/models/gpt.py`` and the trainer's log-prob pass; tests/test_memory_plan.py checks it against the
 saved tensors autograd records). ``measure`` (bench/memory_measure.py) runs GRPO steps on random weights of a
 real size with a reduced batch and reports the process's peak RSS above its RSS before the models were built,
-next to what the formula predicts for the same step. ``table`` applies the formula at the paper's rollout sizes for four layouts
-(DDP without and with --bf16, FSDP over N processes, LoRA); it describes budgets, not code paths that exist here.
+next to what the formula predicts for the same step. ``table`` applies the formula at the paper's rollout sizes
+for four layouts (DDP without and with --bf16, FSDP over N processes, LoRA): memory budgets.
 """
 
 from __future__ import annotations
