@@ -31,3 +31,11 @@ def clean_t2i():
 def demo_root(tmp_path_factory):
     """One demo output root per test session, so the demo's pretrained models are built once and shared."""
     return tmp_path_factory.mktemp("demo")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Tiny c2i/t2i GPT and VQ-Tiny checkpoints for the evaluation-script tests (tests/eval_models.py)."""
+    from tests.eval_models import write_models
+
+    return write_models(tmp_path_factory.mktemp("models"))
