@@ -29,9 +29,9 @@ from grpo.advantages import group_advantages
 from grpo.checkpointing import STATE_FILE, load_checkpoint, resolve_checkpoint, save_checkpoint
 from grpo.config import GRPOConfig
 from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
-from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted
+from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted, any_process
 from grpo.loss import grpo_loss
-from grpo.metrics import MicroBatchStats, Stopwatch, rollout_metrics, step_metrics
+from grpo.metrics import MicroBatchStats, Stopwatch, mean_over_processes, rollout_metrics, step_metrics
 from grpo.model_setup import add_lora, build_reference, merged_state_dict
 from grpo.optimizer import build_scheduler
 from grpo.prompt_sources import PromptSource, TrainingPrompt
@@ -130,7 +130,7 @@ class GRPOTrainer:
                 self.rollout_index += 1
                 finished = self.step >= cfg.max_steps
                 exiting = 0 <= cfg.exit_step <= self.step
-                interrupted = self._should_stop_by_signal()
+                interrupted = any_process(acc, self._stop_signal)  # every rank stops at the same step
                 crossed_save = cfg.save_steps > 0 and self.step // cfg.save_steps > before // cfg.save_steps
                 if crossed_save or exiting or interrupted or finished:
                     checkpoint = self.save()
@@ -247,7 +247,7 @@ class GRPOTrainer:
                     continue
                 grad_norm = self._optimizer_step()
                 metrics = {**step_metrics(window, grad_norm, self.scheduler.get_last_lr()[0]), **pending}
-                steps.append((self.step, self._mean_over_processes(metrics)))
+                steps.append((self.step, mean_over_processes(self.accelerator, metrics)))
                 pending, window = {}, []
                 if self.step >= cfg.max_steps:
                     return steps
@@ -348,13 +348,6 @@ class GRPOTrainer:
                 out.append(sequence_logprobs(model, *args))
         return torch.cat(out)
 
-    def _mean_over_processes(self, metrics: dict[str, float]) -> dict[str, float]:
-        keys = sorted(metrics)
-        values = torch.tensor([metrics[k] for k in keys], device=self.device, dtype=torch.float64)
-        if self.accelerator.num_processes > 1:
-            values = self.accelerator.reduce(values, reduction="mean")
-        return dict(zip(keys, values.tolist(), strict=True))
-
     # --------------------------------------------------------------------------- checkpoints, signals
     def save(self) -> Path:
         cfg, parts = self.config, dict(model=self.model, optimizer=self.optimizer, scheduler=self.scheduler)
@@ -371,12 +364,6 @@ class GRPOTrainer:
             raise CheckpointError(f"{path}: its {STATE_FILE} has no 'rollout_index' (not a GRPO trainer checkpoint)")
         self.step, self.rollout_index = state["step"], state["rollout_index"]
         self.accelerator.print(f"resumed from {path} at step {self.step}")
-
-    def _should_stop_by_signal(self) -> bool:
-        flag = torch.tensor([float(self._stop_signal)], device=self.device)
-        if self.accelerator.num_processes > 1:
-            flag = self.accelerator.reduce(flag, reduction="max")
-        return bool(flag.item())
 
     def _interrupted(self, checkpoint: Path) -> None:
         self.accelerator.print(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from accelerate import Accelerator
 
 from grpo.advantages import in_group_diversity
 from grpo.loss import LossOutput
@@ -104,3 +105,12 @@ def step_metrics(micro_batches: list[MicroBatchStats], grad_norm: float, learnin
         "grad_norm": grad_norm,
         "learning_rate": learning_rate,
     }
+
+
+def mean_over_processes(accelerator: Accelerator, metrics: dict[str, float]) -> dict[str, float]:
+    """Each metric averaged over processes (float64, so the mean of equal values is exact)."""
+    keys = sorted(metrics)
+    values = torch.tensor([metrics[k] for k in keys], device=accelerator.device, dtype=torch.float64)
+    if accelerator.num_processes > 1:
+        values = accelerator.reduce(values, reduction="mean")
+    return dict(zip(keys, values.tolist(), strict=True))
