@@ -9,6 +9,7 @@ ViT-B/8 backbone, so ``small`` only averages fewer crops.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,9 +206,9 @@ QWEN_CHAT_TEMPLATE = (
 )
 
 
-def qwen_processor() -> Any:
-    """Qwen2.5-VL's processor with a word-level tokenizer (the real BPE vocabulary needs a download); the image
-    processor is Qwen2-VL's own (14-px patches, 2x2 merge)."""
+def qwen_processor(words: Sequence[str] = QWEN_ANSWER) -> Any:
+    """Qwen2.5-VL's processor with a word-level tokenizer over ``words`` and the chat roles (the real BPE
+    vocabulary needs a download); the image processor is Qwen2-VL's own (14-px patches, 2x2 merge)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         Qwen2_5_VLProcessor,
@@ -216,8 +217,8 @@ def qwen_processor() -> Any:
         Qwen2VLVideoProcessor,
     )
 
-    words = ["[UNK]", *QWEN_ANSWER, "user", "assistant", "<|video_pad|>"]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(words + QWEN_SPECIAL)}, unk_token="[UNK]"))
+    vocabulary = ["[UNK]", *words, "user", "assistant", "<|video_pad|>", *QWEN_SPECIAL]
+    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocabulary)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = Qwen2TokenizerFast(
         tokenizer_object=backend,

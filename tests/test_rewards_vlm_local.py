@@ -6,56 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.dry_run_models import qwen_processor
 from reward_utils.base import RewardError
 from reward_utils.vlm_answers import parse_json_score
 from reward_utils.vlm_judge import LocalQwenJudge, VLMJudgeReward
 from tests.helpers import smooth_images
 
-SPECIAL = [
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{% for c in message['content'] %}"
-    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
-    "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 @pytest.fixture(scope="module")
 def qwen():
     """A 0.2 M-parameter Qwen2.5-VL with a word-level tokenizer (the real one needs vocab files)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2TokenizerFast,
-        Qwen2VLImageProcessorFast,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    words = ["[UNK]", '{"score":', "3}", "user", "assistant", "a", "photo", "of", "<|video_pad|>"]
-    backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(words + SPECIAL)}, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = Qwen2TokenizerFast(
-        tokenizer_object=backend,
-        unk_token="[UNK]",
-        pad_token="<|endoftext|>",
-        eos_token="<|im_end|>",
-        additional_special_tokens=SPECIAL[1:],
-        chat_template=CHAT_TEMPLATE,
-    )
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessorFast(),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(),
-        chat_template=CHAT_TEMPLATE,
-    )
+    processor = qwen_processor(['{"score":', "3}", "a", "photo", "of"])
+    tokenizer = processor.tokenizer
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2_5_VLConfig(
         vocab_size=len(tokenizer),
