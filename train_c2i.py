@@ -81,6 +81,7 @@ def build_trainer(
     from grpo.checkpointing import resolve_checkpoint
     from grpo.heldout_eval import check_watch_setup
     from grpo.run_folder import check_output_dir
+    from grpo.sharding import check_fsdp_request
     from img_gen_grpo_rewards import build_reward, check_reward_setup
     from scripts.upstream_flags import warn_upstream_choices
 
@@ -99,6 +100,10 @@ def build_trainer(
         raise SystemExit(f"error: {err}") from err
 
     accelerator = make_accelerator(mixed_precision="bf16" if config.bf16 else "no", **tracking_options(config))
+    try:  # needs the process group, but not the models: refused before any of them loads
+        check_fsdp_request(config, accelerator.num_processes)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from err
     torch.manual_seed(config.seed)
     policy = build_policy(model_args)
     vq = freeze(build_vq(model_args, accelerator.device), DTYPES[config.torch_dtype])  # --torch_dtype

@@ -152,3 +152,16 @@ def test_checkpoints_move_between_ddp_and_fsdp(tmp_path):
         resumed = _run(tmp_path, name, fsdp=then, steps=3, resume="latest")
         for key in straight:
             torch.testing.assert_close(resumed[key], straight[key], atol=1e-3 * LR, rtol=0, msg=f"{name} {key}")
+
+
+def test_fsdp_on_one_process_is_refused_before_any_model_loads(tmp_path):
+    """Through the training script: the refusal names the flag, and the (unreadable) checkpoint is never read."""
+    import train_c2i
+    from tests.grpo_fixtures import tiny_run_flags, tiny_vq
+
+    vq = tmp_path / "vq.pt"
+    torch.save({"model": tiny_vq().state_dict()}, vq)
+    gpt = tmp_path / "gpt.pt"
+    gpt.write_bytes(b"not a checkpoint")  # loading it would fail with a different message
+    with pytest.raises(SystemExit, match=r"--fsdp .* 1 process"):
+        train_c2i.main(tiny_run_flags(gpt, vq, tmp_path / "out", "--reward_funcs", "noise_control", "--fsdp"))
