@@ -20,7 +20,7 @@ import torch
 import demo.rewards  # noqa: F401  (registers the demo's shapes_* rewards)
 from autoregressive.build import ModelArguments, build_policy, build_vq, check_model_files, image_decoder
 from grpo.config import GRPOConfig
-from grpo.launch import make_accelerator
+from grpo.launch import end_run, make_accelerator
 from grpo.model_setup import DTYPES, freeze
 from grpo.prompt_sources import ClassPrompts, PromptSource
 from grpo.watch import tracking_options
@@ -120,8 +120,15 @@ def build_trainer(
     )
 
 
+def train_and_end(trainer: GRPOTrainer) -> dict[str, float]:
+    """Train; a multi-process run then exits inside ``end_run`` (grpo/launch.py says why), one process returns."""
+    metrics = trainer.train()
+    end_run(trainer.accelerator)
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    return build_trainer(*parse_args(argv)).train()
+    return train_and_end(build_trainer(*parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ build_trainer = partial(train_c2i.build_trainer, make_prompts=make_prompts, make
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    return build_trainer(*parse_args(argv)).train()
+    return train_c2i.train_and_end(build_trainer(*parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ that the accelerator sees as many processes as the launcher started.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
+import sys
 
 import torch
 from accelerate import Accelerator
@@ -44,6 +46,25 @@ def _leave_process_group() -> None:
     active exception", exit status -6 under torchrun)."""
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def end_run(accelerator: Accelerator) -> None:
+    """End a finished multi-process run: every process waits for the others, leaves the process group, flushes its
+    output and exits with status 0 without finalising the interpreter. A single process returns and exits normally.
+
+    Why not a normal exit: torch's background threads (gloo's workers; under FSDP2 also the autograd device threads)
+    can still be torn down while the interpreter finalises, which aborts a process after all its work is saved
+    ("terminate called without an active exception", SIGABRT); torchrun then kills the other processes and reports
+    the run as failed. Call it once everything is written (the trainer has closed its trackers): nothing after it
+    runs."""
+    if accelerator.num_processes == 1:
+        return
+    accelerator.wait_for_everyone()  # no process leaves while another still communicates
+    _leave_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _check_requested_sharding(accelerator: Accelerator) -> None:

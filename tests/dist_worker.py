@@ -7,7 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from grpo.launch import make_accelerator  # noqa: E402
+from grpo.launch import end_run, make_accelerator  # noqa: E402
 from tests.grpo_fixtures import flat_params, make_trainer  # noqa: E402
 
 
@@ -30,6 +30,7 @@ def main(output_dir: str, per_device: int, steps: int, exit_step: int = -1, resu
     if accelerator.is_main_process:
         torch.save(start, Path(output_dir) / "params_start.pt")
         torch.save(flat_params(trainer), Path(output_dir) / "params.pt")
+    end_run(accelerator)  # as the training scripts end
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ WORKER = f"""
 import sys
 from pathlib import Path
 import torch
-from grpo.launch import make_accelerator
+from grpo.launch import end_run, make_accelerator
 from grpo.sharding import model_state_dict
 from tests.grpo_fixtures import make_trainer
 
@@ -41,6 +41,7 @@ trainer.train()
 state = model_state_dict(accelerator, trainer.model)  # every process takes part; the main one gets it whole
 if accelerator.is_main_process:
     torch.save(state, Path(output_dir) / "state.pt")
+end_run(accelerator)  # as the training scripts end
 """
 
 

@@ -90,3 +90,27 @@ def test_train_c2i_under_torchrun_on_cpu_is_one_job_over_two_ranks(tmp_path):
         assert b["reward/total_mean"] == a["reward/total_mean"]  # same prompts, same samples, same images
         assert b["loss"] == pytest.approx(a["loss"], abs=1e-6)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+
+
+END_PROBE = """
+import sys
+from pathlib import Path
+from grpo.launch import end_run, make_accelerator
+a = make_accelerator()
+Path(sys.argv[1], f"finished{a.process_index}").touch()
+end_run(a)
+Path(sys.argv[1], f"went_on{a.process_index}").touch()
+"""
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_end_run_exits_every_process_with_status_0(tmp_path, nproc):
+    """Two processes leave inside end_run with status 0; one process returns from it and goes on."""
+    probe = tmp_path / "end_probe.py"
+    probe.write_text(END_PROBE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(probe)]
+    result = subprocess.run([*cmd, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("finished*")) == [f"finished{i}" for i in range(nproc)]
+    assert sorted(p.name for p in tmp_path.glob("went_on*")) == ([] if nproc == 2 else ["went_on0"])

@@ -181,12 +181,14 @@ EVAL_WORKER = """
 import sys
 import torch
 sys.path.insert(0, sys.argv[2])
-from grpo.launch import make_accelerator
+from grpo.launch import end_run, make_accelerator
 from tests.grpo_fixtures import make_trainer
 torch.set_num_threads(1)
 per_device = 8 // int(sys.argv[3])
-make_trainer(sys.argv[1], accelerator=make_accelerator(), max_steps=1, per_device_train_batch_size=per_device,
+accelerator = make_accelerator()
+make_trainer(sys.argv[1], accelerator=accelerator, max_steps=1, per_device_train_batch_size=per_device,
              eval_steps=1, eval_num_prompts=5, learning_rate=0.0).train()
+end_run(accelerator)
 """
 
 
