@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
-from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
+from autoregressive.models.generate import SamplingConfig, compiled_sequence_logprobs, generate, sequence_logprobs
 from autoregressive.models.gpt import GPT
 from autoregressive.models.precision import inference_copy, refresh_from
 from autoregressive.models.seeding import folded_seed, row_generators
@@ -83,6 +83,8 @@ class GRPOTrainer:
         # The policy's distribution: temperature and guidance as sampled; top-k/top-p truncation belongs to the
         # behaviour sampler, so log-probs stay finite when the updated policy reorders the tail.
         self.policy_dist = dataclasses.replace(self.sampling, top_k=0, top_p=1.0)
+        # --compile: the teacher-forced passes (update and frozen log-probs) compiled too, not only the decode step
+        self.logprobs = compiled_sequence_logprobs() if config.compile else sequence_logprobs
 
         policy.train().gradient_checkpointing_enable(config.gradient_checkpointing)
         # --bf16: sampling, the frozen log-prob passes and VQ decoding run on bf16 weights (fp32 logits); only
@@ -260,7 +262,7 @@ class GRPOTrainer:
         mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
         with self.accelerator.autocast():
             args = (rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, cfg.logp_guidance)
-            logp, entropy = sequence_logprobs(self.model, *args, with_entropy=True)
+            logp, entropy = self.logprobs(self.model, *args, with_entropy=True)
         out = grpo_loss(
             logp,
             logp.detach() if rollout.old_logp is None else rollout.old_logp[sl],
@@ -345,7 +347,7 @@ class GRPOTrainer:
             mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
             with self.accelerator.autocast():
                 args = (rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, self.config.logp_guidance)
-                out.append(sequence_logprobs(model, *args))
+                out.append(self.logprobs(model, *args))
         return torch.cat(out)
 
     # --------------------------------------------------------------------------- checkpoints, signals

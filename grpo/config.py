@@ -100,7 +100,8 @@ class GRPOConfig:
     )
     compile: bool = _opt(
         False,
-        "sample with a static-shape decode step compiled once by torch.compile (the first rollout pays the compile)",
+        "torch.compile the static-shape decode step and the teacher-forced log-prob passes (update, reference, old "
+        "policy); each is traced once per shape, the first step pays the compile",
     )
     # memory
     gradient_checkpointing: bool = _opt(

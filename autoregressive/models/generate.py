@@ -129,6 +129,21 @@ def compiled_decode_step(mode: str = "default") -> Callable:
     return _compiled_steps[mode]
 
 
+_compiled_logprobs: dict[str, Callable] = {}
+
+
+def compiled_sequence_logprobs(mode: str = "default") -> Callable:
+    """``torch.compile`` of :func:`sequence_logprobs` (forward, and backward through AOTAutograd), built once.
+
+    Shapes are static: one graph per model, micro-batch shape and grad mode, traced at the first step and reused
+    after. Compiling the whole function fuses the guidance mix, log-softmax, gather and entropy with the
+    transformer's elementwise ops, which eager runs one kernel at a time.
+    """
+    if mode not in _compiled_logprobs:
+        _compiled_logprobs[mode] = torch.compile(sequence_logprobs, mode=mode, dynamic=False)
+    return _compiled_logprobs[mode]
+
+
 @torch.no_grad()
 def generate(
     model: GPT,
