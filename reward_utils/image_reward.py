@@ -44,10 +44,11 @@ def load_image_reward(
     device: torch.device | str = "cpu",
     med_config: str | None = None,
     download_root: str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.nn.Module:
-    """The package's model, with its weights read here: ``ImageReward.load`` unpickles with the torch
-    default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with ``strict=False``. The file is
-    read weights-only before anything is built, and every weight must be present."""
+    """The package's model, with its weights read here and then cast to ``dtype``: ``ImageReward.load``
+    unpickles with the torch default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with
+    ``strict=False``. The file is read weights-only before anything is built, and every weight must be present."""
     import ImageReward
     from ImageReward.utils import ImageReward_download
 
@@ -65,7 +66,7 @@ def load_image_reward(
     if result.unexpected_keys:
         unused = result.unexpected_keys
         print(f"[imagereward] {path}: ignoring {len(unused)} unused entries, e.g. {', '.join(unused[:3])}")
-    return model.eval()
+    return model.to(dtype=dtype).eval()
 
 
 class ImageRewardReward(RewardFunction):
@@ -107,8 +108,8 @@ class ImageRewardReward(RewardFunction):
             encoder_attention_mask=image_atts,
             return_dict=True,
         )
-        features = text_output.last_hidden_state[:, 0, :].float()
-        rewards = self.model.mlp(features).squeeze(-1)
+        features = text_output.last_hidden_state[:, 0, :]
+        rewards = self.model.mlp(features.to(next(self.model.mlp.parameters()).dtype)).squeeze(-1).float()
         return (rewards - self.model.mean) / self.model.std
 
 
@@ -121,9 +122,14 @@ class ImageRewardOptions(BackendOptions):
 
 
 def _imagereward(o: ImageRewardOptions, cache: ModelCache) -> RewardFunction:
-    key = ("imagereward", o.imagereward_model, o.imagereward_med_config, str(o.device()))
+    key = ("imagereward", o.imagereward_model, o.imagereward_med_config, str(o.device()), o.dtype())
     return ImageRewardReward(
-        cache.get(key, lambda: load_image_reward(o.imagereward_model, o.device(), o.imagereward_med_config))
+        cache.get(
+            key,
+            lambda: load_image_reward(
+                o.imagereward_model, o.device(), o.imagereward_med_config, dtype=o.dtype()
+            ),
+        )
     )
 
 

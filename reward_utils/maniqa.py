@@ -33,13 +33,15 @@ def load_maniqa(
     device: torch.device | str = "cpu",
     checkpoint: str | None = None,
     crops: int = 20,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.nn.Module:
     """``pyiqa.create_metric`` for a MANIQA variant (``maniqa``, ``maniqa-kadid``, ``maniqa-pipal``).
 
     ``checkpoint`` is a local MANIQA weight file (``{"params": state_dict}`` or a raw state dict); without it
     pyiqa's default is downloaded. pyiqa would read either with full pickle, so the file is read here
     weights-only, before anything is built, and loaded strictly into a metric built without weights.
-    ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image.
+    ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image. The weights are cast
+    to ``dtype`` after the strict load.
     """
     import pyiqa
 
@@ -53,7 +55,7 @@ def load_maniqa(
         metric_name, device=torch.device(device), as_loss=False, test_sample=crops, pretrained=False
     )
     load_state_dict_strict(metric.net, state, source=path)
-    return metric
+    return metric.to(dtype=dtype)
 
 
 class ManiqaReward(RewardFunction):
@@ -73,6 +75,10 @@ class ManiqaReward(RewardFunction):
     def device(self) -> torch.device:
         return next(self.metric.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.metric.parameters()).dtype
+
     def score(
         self,
         images: torch.Tensor,
@@ -80,7 +86,8 @@ class ManiqaReward(RewardFunction):
         metadata: Sequence[dict[str, Any]] | None = None,
     ) -> torch.Tensor:
         # pyiqa asserts the input range; decoded images can overshoot [0, 1] by float error.
-        quality = self.metric(images.to(self.device).float().clamp(0, 1))
+        pixels = images.to(self.device).float().clamp(0, 1).to(self.dtype)
+        quality = self.metric(pixels)
         return self.scale * quality.reshape(-1).float()
 
 
@@ -94,9 +101,11 @@ class ManiqaOptions(BackendOptions):
 
 
 def _maniqa(o: ManiqaOptions, cache: ModelCache) -> RewardFunction:
-    key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()))
+    key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()), o.dtype())
     return ManiqaReward(
-        cache.get(key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops))
+        cache.get(
+            key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops, o.dtype())
+        )
     )
 
 
