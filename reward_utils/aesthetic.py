@@ -39,11 +39,8 @@ class AestheticMLP(nn.Module):
         return self.layers(embeddings)
 
 
-def load_aesthetic_mlp(
-    path_or_url: str | None, device: torch.device | str, dtype: torch.dtype = torch.float32
-) -> AestheticMLP:
-    """Load the head (in ``dtype``) from a local file, or download the published one when ``path_or_url`` is a
-    URL / None."""
+def load_aesthetic_mlp(path_or_url: str | None, device: torch.device | str) -> AestheticMLP:
+    """Load the head from a local file, or download the published one when ``path_or_url`` is a URL / None."""
     source = path_or_url or AESTHETIC_MLP_URL
     if source.startswith(("http://", "https://")):
         # torch.hub's default here is full pickle; a downloaded file is as untrusted as a local one.
@@ -61,7 +58,7 @@ def load_aesthetic_mlp(
         raise ValueError(f"{source} is not an aesthetic-predictor state dict (no 'layers.0.weight')")
     mlp = AestheticMLP(embed_dim=first.shape[1])
     mlp.load_state_dict(state)
-    return mlp.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return mlp.to(device).eval().requires_grad_(False)
 
 
 class AestheticReward(ScorerReward):
@@ -101,10 +98,10 @@ class AestheticOptions(BackendOptions):
 
 
 def _aesthetic(options: AestheticOptions, cache: ModelCache) -> RewardFunction:
-    device, dtype = options.device(), options.dtype()
+    """The CLIP follows ``--reward_dtype``; the head (under 1 M parameters) stays float32 (docs/rewards.md)."""
+    device = options.device()
     mlp = cache.get(
-        ("aesthetic_mlp", options.aesthetic_mlp, str(device), dtype),
-        lambda: load_aesthetic_mlp(options.aesthetic_mlp, device, dtype),
+        ("aesthetic_mlp", options.aesthetic_mlp, str(device)), lambda: load_aesthetic_mlp(options.aesthetic_mlp, device)
     )
     return AestheticReward(shared_hf_clip(options, cache, options.aesthetic_clip_model), mlp)
 

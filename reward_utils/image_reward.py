@@ -46,9 +46,10 @@ def load_image_reward(
     download_root: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.nn.Module:
-    """The package's model, with its weights read here and then cast to ``dtype``: ``ImageReward.load``
-    unpickles with the torch default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with
-    ``strict=False``. The file is read weights-only before anything is built, and every weight must be present."""
+    """The package's model, with its weights read here: ``ImageReward.load`` unpickles with the torch
+    default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with ``strict=False``. The file is
+    read weights-only before anything is built, and every weight must be present. BLIP is then cast to
+    ``dtype``; the score head (the MLP, under 1 M parameters) stays float32."""
     import ImageReward
     from ImageReward.utils import ImageReward_download
 
@@ -66,7 +67,8 @@ def load_image_reward(
     if result.unexpected_keys:
         unused = result.unexpected_keys
         print(f"[imagereward] {path}: ignoring {len(unused)} unused entries, e.g. {', '.join(unused[:3])}")
-    return model.to(dtype=dtype).eval()
+    model.blip.to(dtype=dtype)
+    return model.eval()
 
 
 class ImageRewardReward(RewardFunction):
@@ -108,8 +110,8 @@ class ImageRewardReward(RewardFunction):
             encoder_attention_mask=image_atts,
             return_dict=True,
         )
-        features = text_output.last_hidden_state[:, 0, :]
-        rewards = self.model.mlp(features.to(next(self.model.mlp.parameters()).dtype)).squeeze(-1).float()
+        features = text_output.last_hidden_state[:, 0, :].float()
+        rewards = self.model.mlp(features).squeeze(-1)
         return (rewards - self.model.mean) / self.model.std
 
 

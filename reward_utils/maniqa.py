@@ -41,7 +41,8 @@ def load_maniqa(
     pyiqa's default is downloaded. pyiqa would read either with full pickle, so the file is read here
     weights-only, before anything is built, and loaded strictly into a metric built without weights.
     ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image. The weights are cast
-    to ``dtype`` after the strict load.
+    to ``dtype`` after the strict load; the network casts its float32 input to ``dtype`` (pyiqa checks the
+    [0, 1] range first, and in bfloat16 a pixel of exactly 1.0 fails its ``< 1 + eps`` test).
     """
     import pyiqa
 
@@ -55,6 +56,7 @@ def load_maniqa(
         metric_name, device=torch.device(device), as_loss=False, test_sample=crops, pretrained=False
     )
     load_state_dict_strict(metric.net, state, source=path)
+    metric.net.register_forward_pre_hook(lambda net, inputs: tuple(x.to(dtype) for x in inputs))
     return metric.to(dtype=dtype)
 
 
@@ -75,10 +77,6 @@ class ManiqaReward(RewardFunction):
     def device(self) -> torch.device:
         return next(self.metric.parameters()).device
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.metric.parameters()).dtype
-
     def score(
         self,
         images: torch.Tensor,
@@ -86,8 +84,7 @@ class ManiqaReward(RewardFunction):
         metadata: Sequence[dict[str, Any]] | None = None,
     ) -> torch.Tensor:
         # pyiqa asserts the input range; decoded images can overshoot [0, 1] by float error.
-        pixels = images.to(self.device).float().clamp(0, 1).to(self.dtype)
-        quality = self.metric(pixels)
+        quality = self.metric(images.to(self.device).float().clamp(0, 1))
         return self.scale * quality.reshape(-1).float()
 
 
@@ -103,9 +100,7 @@ class ManiqaOptions(BackendOptions):
 def _maniqa(o: ManiqaOptions, cache: ModelCache) -> RewardFunction:
     key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()), o.dtype())
     return ManiqaReward(
-        cache.get(
-            key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops, o.dtype())
-        )
+        cache.get(key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops, o.dtype()))
     )
 
 
