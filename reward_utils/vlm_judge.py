@@ -96,9 +96,8 @@ class LocalQwenJudge:
         images = images.to(self.device).float().clamp(0, 1)
         batch = self.processor(
             text=texts, images=list(images), padding=True, return_tensors="pt", do_rescale=False
-        ).to(self.device)
-        batch["pixel_values"] = batch["pixel_values"].to(self.model.dtype)  # the processor gives float32
-        return batch
+        )
+        return batch.to(self.device)  # float32 pixels: Qwen2.5-VL's patch embedding casts them to its dtype
 
     @torch.no_grad()
     def answer(self, images: torch.Tensor, questions: Sequence[str], what: str) -> list[str]:
