@@ -108,9 +108,7 @@ class HPSOptions(BackendOptions):
 def _hps_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:
     def build(o: HPSOptions, cache: ModelCache) -> RewardFunction:
         key = ("hps", o.hps_version, o.hps_checkpoint, o.hps_arch, str(o.device()), o.dtype())
-        scorer = cache.get(
-            key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch, o.dtype())
-        )
+        scorer = cache.get(key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch, o.dtype()))
         return SimilarityReward(scorer, prompt_kind, quantize, name)
 
     return build

@@ -128,9 +128,7 @@ def _imagereward(o: ImageRewardOptions, cache: ModelCache) -> RewardFunction:
     return ImageRewardReward(
         cache.get(
             key,
-            lambda: load_image_reward(
-                o.imagereward_model, o.device(), o.imagereward_med_config, dtype=o.dtype()
-            ),
+            lambda: load_image_reward(o.imagereward_model, o.device(), o.imagereward_med_config, dtype=o.dtype()),
         )
     )
 

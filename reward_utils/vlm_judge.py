@@ -216,7 +216,6 @@ class VLMOptions(RemoteOptions):
 def _qwen_judge(o: VLMOptions, cache: ModelCache) -> Judge:
     """The in-process Qwen-VL, or a client of its server: one per model (and device or URL) for all qwenvl_*."""
     if o.qwenvl_mode == "transformers":
-
         dtype = o.dtype() if o.reward_dtype else None  # unset: load_local_qwen's per-device default
 
         def build_local() -> LocalQwenJudge:
