@@ -12,7 +12,7 @@ trainer -> train. train_t2i.py reuses ``build_trainer`` with its own prompts and
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -85,6 +85,8 @@ def build_trainer(
     from img_gen_grpo_rewards import build_reward, check_reward_setup
     from scripts.upstream_flags import warn_upstream_choices
 
+    # --reward_dtype unset: the reward models follow --torch_dtype, like the frozen reference and VQ
+    reward_args = replace(reward_args, reward_dtype=reward_args.reward_dtype or config.torch_dtype)
     warn_upstream_choices(config.logp_guidance)
     try:  # input mistakes (a missing file, a used folder): a message, not a traceback
         check_output_dir(

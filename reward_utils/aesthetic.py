@@ -98,6 +98,7 @@ class AestheticOptions(BackendOptions):
 
 
 def _aesthetic(options: AestheticOptions, cache: ModelCache) -> RewardFunction:
+    """The CLIP follows ``--reward_dtype``; the head (under 1 M parameters) stays float32 (docs/rewards.md)."""
     device = options.device()
     mlp = cache.get(
         ("aesthetic_mlp", options.aesthetic_mlp, str(device)), lambda: load_aesthetic_mlp(options.aesthetic_mlp, device)

@@ -20,6 +20,9 @@ import torch
 
 from reward_utils.base import RewardFunction
 
+REWARD_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""``--reward_dtype`` name -> the dtype reward networks are cast to once, at load."""
+
 
 def option(default: Any = MISSING, help: str = "", choices: Sequence[str] | None = None, **kw: Any) -> Any:
     """A flag field: ``help`` and ``choices`` as the dataclass flag parser reads them; a callable default is
@@ -45,7 +48,8 @@ def _class_table(options: type, attribute: str) -> dict[str, str]:
 
 @dataclass
 class BackendOptions:
-    """The base of every backend's options: the reward device, and how flags name env vars and local paths.
+    """The base of every backend's options: the reward device and dtype, and how flags name env vars and local
+    paths.
 
     ``ENV_VARS`` maps a flag to the environment variable its default comes from; ``PATHS`` maps a flag to
     ``"file"`` (a local file, or a URL), ``"dir"`` (a hub id, or a local folder when it looks like a path) or
@@ -56,11 +60,24 @@ class BackendOptions:
     PATHS: ClassVar[dict[str, str]] = {}
 
     reward_device: str | None = option(None, "device for reward models (default: the policy's device)")
+    reward_dtype: str | None = option(
+        None,
+        "dtype of the reward models' weights; scores stay float32 (default: the training scripts' --torch_dtype; "
+        "float32 elsewhere)",
+        choices=tuple(REWARD_DTYPES),
+    )
 
     def device(self) -> torch.device:
         if self.reward_device:
             return torch.device(self.reward_device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def dtype(self) -> torch.dtype:
+        """The reward models' weight dtype (float32 when ``--reward_dtype`` is unset)."""
+        name = self.reward_dtype or "float32"
+        if name not in REWARD_DTYPES:
+            raise ValueError(f"--reward_dtype {name}: choose one of {', '.join(REWARD_DTYPES)}")
+        return REWARD_DTYPES[name]
 
     @classmethod
     def env_vars(cls) -> dict[str, str]:
@@ -76,7 +93,9 @@ class BackendOptions:
         return url
 
     def check_paths(self) -> None:
-        """Raise naming the flag when a flag that names a local file or folder points at nothing."""
+        """Raise naming the flag when a flag that names a local file or folder points at nothing (or when
+        ``--reward_dtype`` names no dtype)."""
+        self.dtype()
         for flag, kind in _class_table(type(self), "PATHS").items():
             value = getattr(self, flag)
             if not value or "://" in value:

@@ -109,6 +109,7 @@ def _fid(o: FIDOptions, cache: ModelCache) -> RewardFunction:
 
     if not o.fid_reference_stats:
         raise ValueError("the fid reward needs --fid_reference_stats (an .npz with 'mu' and 'sigma')")
+    # float32 whatever --reward_dtype: the features feed a 2048-d covariance, and the extractor is the evaluator's
     key = ("inception", o.fid_inception_weights, str(o.device()))
     extractor = cache.get(
         key, lambda: load_inception(o.fid_inception_weights, o.device(), "--fid_inception_weights")

@@ -86,8 +86,13 @@ def _normalise(features: torch.Tensor) -> torch.Tensor:
     return features / features.norm(dim=-1, keepdim=True)
 
 
-def load_hf_clip(model_id: str, device: torch.device | str, processor_id: str | None = None) -> HFClipScorer:
-    """Load a CLIP model (hub id or local directory) and its tokenizer / image processor config.
+def load_hf_clip(
+    model_id: str,
+    device: torch.device | str,
+    processor_id: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> HFClipScorer:
+    """Load a CLIP model (hub id or local directory) in ``dtype`` and its tokenizer / image processor config.
 
     ``processor_id`` is for models published without their own processor files (PickScore uses the LAION
     ViT-H-14 processor).
@@ -95,7 +100,8 @@ def load_hf_clip(model_id: str, device: torch.device | str, processor_id: str | 
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
     processor_id = processor_id or model_id
-    model = CLIPModel.from_pretrained(model_id, use_safetensors=True).to(device)  # never a pickled .bin
+    # never a pickled .bin; read straight into ``dtype`` (no float32 copy on the way)
+    model = CLIPModel.from_pretrained(model_id, use_safetensors=True, torch_dtype=dtype).to(device)
     tokenizer = AutoTokenizer.from_pretrained(processor_id)
     image_processor = CLIPImageProcessor.from_pretrained(processor_id)
     return HFClipScorer(model, tokenizer, transform_from_hf_processor(image_processor))
@@ -134,10 +140,10 @@ class ClipOptions(BackendOptions):
 def shared_hf_clip(
     options: BackendOptions, cache: ModelCache, model_id: str, processor_id: str | None = None
 ) -> HFClipScorer:
-    """One scorer per model, processor and device for every reward that reads it (aesthetic included)."""
-    device = options.device()
-    key = ("hf_clip", model_id, processor_id, str(device))
-    return cache.get(key, lambda: load_hf_clip(model_id, device, processor_id))
+    """One scorer per model, processor, device and dtype for every reward that reads it (aesthetic included)."""
+    device, dtype = options.device(), options.dtype()
+    key = ("hf_clip", model_id, processor_id, str(device), dtype)
+    return cache.get(key, lambda: load_hf_clip(model_id, device, processor_id, dtype))
 
 
 def _clip_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:

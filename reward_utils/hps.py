@@ -71,8 +71,10 @@ def load_hps(
     checkpoint: str | None = None,
     device: torch.device | str = "cpu",
     arch: str = "ViT-H-14",
+    dtype: torch.dtype = torch.float32,
 ) -> HPSScorer:
-    """Build hpsv2's OpenCLIP ``arch`` and load the HPS checkpoint (local path, or from the hub)."""
+    """Build hpsv2's OpenCLIP ``arch``, load the HPS checkpoint (local path, or from the hub) and cast the
+    weights to ``dtype``."""
     from hpsv2.src.open_clip import create_model_and_transforms, get_tokenizer
 
     if version not in HPS_CHECKPOINTS:
@@ -90,7 +92,7 @@ def load_hps(
         arch, None, precision="amp", device=device, output_dict=True, light_augmentation=True
     )
     model.load_state_dict(state["state_dict"])
-    model = model.to(device)
+    model = model.to(device=device, dtype=dtype)
     return HPSScorer(model, get_tokenizer(arch), hps_transform(model))
 
 
@@ -105,8 +107,8 @@ class HPSOptions(BackendOptions):
 
 def _hps_factory(name: str, prompt_kind: PromptKind, quantize: bool) -> RewardFactory:
     def build(o: HPSOptions, cache: ModelCache) -> RewardFunction:
-        key = ("hps", o.hps_version, o.hps_checkpoint, o.hps_arch, str(o.device()))
-        scorer = cache.get(key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch))
+        key = ("hps", o.hps_version, o.hps_checkpoint, o.hps_arch, str(o.device()), o.dtype())
+        scorer = cache.get(key, lambda: load_hps(o.hps_version, o.hps_checkpoint, o.device(), o.hps_arch, o.dtype()))
         return SimilarityReward(scorer, prompt_kind, quantize, name)
 
     return build

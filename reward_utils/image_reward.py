@@ -44,10 +44,12 @@ def load_image_reward(
     device: torch.device | str = "cpu",
     med_config: str | None = None,
     download_root: str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.nn.Module:
     """The package's model, with its weights read here: ``ImageReward.load`` unpickles with the torch
     default (full pickle under ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) and loads with ``strict=False``. The file is
-    read weights-only before anything is built, and every weight must be present."""
+    read weights-only before anything is built, and every weight must be present. BLIP is then cast to
+    ``dtype``; the score head (the MLP, under 1 M parameters) stays float32."""
     import ImageReward
     from ImageReward.utils import ImageReward_download
 
@@ -65,6 +67,7 @@ def load_image_reward(
     if result.unexpected_keys:
         unused = result.unexpected_keys
         print(f"[imagereward] {path}: ignoring {len(unused)} unused entries, e.g. {', '.join(unused[:3])}")
+    model.blip.to(dtype=dtype)
     return model.eval()
 
 
@@ -121,9 +124,12 @@ class ImageRewardOptions(BackendOptions):
 
 
 def _imagereward(o: ImageRewardOptions, cache: ModelCache) -> RewardFunction:
-    key = ("imagereward", o.imagereward_model, o.imagereward_med_config, str(o.device()))
+    key = ("imagereward", o.imagereward_model, o.imagereward_med_config, str(o.device()), o.dtype())
     return ImageRewardReward(
-        cache.get(key, lambda: load_image_reward(o.imagereward_model, o.device(), o.imagereward_med_config))
+        cache.get(
+            key,
+            lambda: load_image_reward(o.imagereward_model, o.device(), o.imagereward_med_config, dtype=o.dtype()),
+        )
     )
 
 

@@ -33,13 +33,16 @@ def load_maniqa(
     device: torch.device | str = "cpu",
     checkpoint: str | None = None,
     crops: int = 20,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.nn.Module:
     """``pyiqa.create_metric`` for a MANIQA variant (``maniqa``, ``maniqa-kadid``, ``maniqa-pipal``).
 
     ``checkpoint`` is a local MANIQA weight file (``{"params": state_dict}`` or a raw state dict); without it
     pyiqa's default is downloaded. pyiqa would read either with full pickle, so the file is read here
     weights-only, before anything is built, and loaded strictly into a metric built without weights.
-    ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image.
+    ``crops`` is MANIQA's ``test_sample``: how many 224x224 crops are averaged per image. The weights are cast
+    to ``dtype`` after the strict load; the network casts its float32 input to ``dtype`` (pyiqa checks the
+    [0, 1] range first, and in bfloat16 a pixel of exactly 1.0 fails its ``< 1 + eps`` test).
     """
     import pyiqa
 
@@ -53,7 +56,8 @@ def load_maniqa(
         metric_name, device=torch.device(device), as_loss=False, test_sample=crops, pretrained=False
     )
     load_state_dict_strict(metric.net, state, source=path)
-    return metric
+    metric.net.register_forward_pre_hook(lambda net, inputs: tuple(x.to(dtype) for x in inputs))
+    return metric.to(dtype=dtype)
 
 
 class ManiqaReward(RewardFunction):
@@ -94,9 +98,9 @@ class ManiqaOptions(BackendOptions):
 
 
 def _maniqa(o: ManiqaOptions, cache: ModelCache) -> RewardFunction:
-    key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()))
+    key = ("maniqa", o.maniqa_metric, o.maniqa_checkpoint, o.maniqa_crops, str(o.device()), o.dtype())
     return ManiqaReward(
-        cache.get(key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops))
+        cache.get(key, lambda: load_maniqa(o.maniqa_metric, o.device(), o.maniqa_checkpoint, o.maniqa_crops, o.dtype()))
     )
 
 

@@ -97,7 +97,7 @@ class LocalQwenJudge:
         batch = self.processor(
             text=texts, images=list(images), padding=True, return_tensors="pt", do_rescale=False
         )
-        return batch.to(self.device)
+        return batch.to(self.device)  # float32 pixels: Qwen2.5-VL's patch embedding casts them to its dtype
 
     @torch.no_grad()
     def answer(self, images: torch.Tensor, questions: Sequence[str], what: str) -> list[str]:
@@ -110,7 +110,9 @@ class LocalQwenJudge:
 def load_local_qwen(
     model_id: str, device: torch.device | str, dtype: torch.dtype | None = None
 ) -> LocalQwenJudge:
-    """Qwen2.5-VL (hub id or local directory) and its processor, for :class:`LocalQwenJudge`."""
+    """Qwen2.5-VL (hub id or local directory) in ``dtype`` and its processor, for :class:`LocalQwenJudge`.
+
+    ``dtype`` None: bfloat16 on CUDA, float32 elsewhere (a 3B judge next to the policy)."""
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
     dtype = dtype or (torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32)
@@ -214,13 +216,14 @@ class VLMOptions(RemoteOptions):
 def _qwen_judge(o: VLMOptions, cache: ModelCache) -> Judge:
     """The in-process Qwen-VL, or a client of its server: one per model (and device or URL) for all qwenvl_*."""
     if o.qwenvl_mode == "transformers":
+        dtype = o.dtype() if o.reward_dtype else None  # unset: load_local_qwen's per-device default
 
         def build_local() -> LocalQwenJudge:
-            judge = load_local_qwen(o.qwenvl_model, o.device())
+            judge = load_local_qwen(o.qwenvl_model, o.device(), dtype)
             judge.max_new_tokens = o.qwenvl_max_new_tokens
             return judge
 
-        return cache.get(("qwenvl_local", o.qwenvl_model, str(o.device())), build_local)
+        return cache.get(("qwenvl_local", o.qwenvl_model, str(o.device()), dtype), build_local)
     if o.qwenvl_mode not in ("server", "vllm"):
         raise ValueError(f"unknown qwenvl_mode {o.qwenvl_mode!r}")
     url = o.required_url("qwenvl_url")

@@ -23,6 +23,7 @@ from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.tensor_transforms import transform_from_hf_processor
 from tests.helpers import detailed_images, smooth_images, tiny_clip
+from tests.reward_models import write_tiny_aesthetic_mlp
 
 
 @pytest.fixture(scope="module")
@@ -160,14 +161,9 @@ def test_pickscore_matches_upstream_formula(parts, scorer):
 
 
 def test_aesthetic_matches_per_image_path_and_loads_published_layout(parts, scorer, tmp_path):
-    torch.manual_seed(1)
+    path = write_tiny_aesthetic_mlp(tmp_path / "aesthetic.pth", embed_dim=16)
     mlp = AestheticMLP(embed_dim=16).eval()
-    with torch.no_grad():  # default init is too flat for a linear stack: scores would barely vary
-        for layer in mlp.layers:
-            if isinstance(layer, torch.nn.Linear):
-                layer.weight.normal_(0.0, 1.0)
-    path = tmp_path / "aesthetic.pth"
-    torch.save(mlp.state_dict(), path)
+    mlp.load_state_dict(torch.load(path, weights_only=True))
     loaded = load_aesthetic_mlp(str(path), "cpu")
     assert list(loaded.state_dict()) == [
         f"layers.{i}.{p}" for i in (0, 2, 4, 6, 7) for p in ("weight", "bias")

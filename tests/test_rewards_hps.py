@@ -12,8 +12,6 @@ differences).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torchvision.transforms.functional import to_pil_image
@@ -23,25 +21,13 @@ from reward_utils.hps import load_hps
 from reward_utils.prompt_text import class_prompt
 from reward_utils.scaling import step_map
 from reward_utils.similarity import SimilarityReward
-from tests.helpers import HPS_TINY_ARCH, HPS_TINY_CONFIG, smooth_images
+from tests.helpers import HPS_TINY_ARCH, smooth_images
+from tests.reward_models import write_tiny_hps
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from hpsv2.src.open_clip import add_model_config, create_model_and_transforms
-
-    directory = tmp_path_factory.mktemp("hps")
-    (directory / f"{HPS_TINY_ARCH}.json").write_text(json.dumps(HPS_TINY_CONFIG))
-    add_model_config(directory / f"{HPS_TINY_ARCH}.json")
-    torch.manual_seed(0)
-    model, _, _ = create_model_and_transforms(
-        HPS_TINY_ARCH, None, precision="amp", device="cpu", output_dict=True
-    )
-    with torch.no_grad():  # let image content, not the shared embeddings, dominate the random features
-        model.visual.conv1.weight.mul_(20)
-    path = directory / "HPS_test.pt"
-    torch.save({"state_dict": model.state_dict()}, path)
-    return path
+    return write_tiny_hps(tmp_path_factory.mktemp("hps"))
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +46,7 @@ def reference_score(checkpoint, tmp_path_factory):
     saved_cache, saved_root = dict(img_score.model_dict), img_score.root_path
     img_score.model_dict.update(model=model, preprocess_val=preprocess_val)
     img_score.root_path = str(tmp_path_factory.mktemp("hps_root"))  # score() creates this directory
-    yield lambda images, prompt: img_score.score(
-        [to_pil_image(i) for i in images], prompt, cp=str(checkpoint)
-    )
+    yield lambda images, prompt: img_score.score([to_pil_image(i) for i in images], prompt, cp=str(checkpoint))
     img_score.model_dict.clear()
     img_score.model_dict.update(saved_cache)
     img_score.root_path = saved_root

@@ -1,10 +1,10 @@
 """imagereward: the batched tensor path against the package's own ``ImageReward.score(prompt, pil_image)``.
 
 The real ImageReward architecture (BLIP ViT-L/16 + BERT with cross-attention + MLP) is built offline with
-random weights. Test-only offline tricks: the tokenizer is a ``BertTokenizer`` over a small WordPiece vocab
-written here (the package otherwise fetches bert-base-uncased), the BERT config is shallow (2 layers, hidden
-size 768 as the MLP requires), and the MLP is re-initialised because its published init gives the same score
-for every input.
+random weights by tests/reward_models.py. Test-only offline tricks there: the tokenizer is a ``BertTokenizer``
+over a small WordPiece vocab (the package otherwise fetches bert-base-uncased), the BERT config is shallow (2
+layers, hidden size 768 as the MLP requires), and the MLP is re-initialised because its published init gives the
+same score for every input.
 
 Tolerances, relative to the spread (std) of the scores over the test images: 224 px images on the 8-bit
 grid need no resize, so both paths see identical pixels and only batched-vs-single float round-off remains
@@ -14,8 +14,6 @@ spread. The measured differences are in docs/rewards.md.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torchvision.transforms.functional import to_pil_image
@@ -23,82 +21,14 @@ from torchvision.transforms.functional import to_pil_image
 from reward_utils.base import RewardError
 from reward_utils.image_reward import ImageRewardReward
 from tests.helpers import smooth_images
+from tests.reward_models import offline_blip_tokenizer, tiny_image_reward, write_image_reward_med_config
 
 pytestmark = pytest.mark.slow
-
-WORDS = [
-    "a",
-    "an",
-    "the",
-    "of",
-    "on",
-    "in",
-    "photo",
-    "painting",
-    "dog",
-    "cat",
-    "red",
-    "blue",
-    "car",
-    "street",
-    "lighthouse",
-    "watercolor",
-    "bowl",
-    "soup",
-]
-MED_CONFIG = {
-    "architectures": ["BertModel"],
-    "attention_probs_dropout_prob": 0.1,
-    "hidden_act": "gelu",
-    "hidden_dropout_prob": 0.1,
-    "hidden_size": 768,
-    "initializer_range": 0.02,
-    "intermediate_size": 512,
-    "layer_norm_eps": 1e-12,
-    "max_position_embeddings": 512,
-    "model_type": "bert",
-    "num_attention_heads": 12,
-    "num_hidden_layers": 2,
-    "pad_token_id": 0,
-    "type_vocab_size": 2,
-    "vocab_size": 64,
-    "encoder_width": 768,
-    "add_cross_attention": True,
-}
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    import ImageReward
-    import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
-    from transformers import BertTokenizer
-
-    directory = tmp_path_factory.mktemp("imagereward")
-    vocab = directory / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    med_config = directory / "med_config.json"
-    med_config.write_text(json.dumps(MED_CONFIG))
-
-    def offline_tokenizer():
-        tokenizer = BertTokenizer(str(vocab))
-        tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-        tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
-        tokenizer.enc_token_id = tokenizer.additional_special_tokens_ids[0]
-        return tokenizer
-
-    torch.manual_seed(0)
-    original = blip_pretrain.init_tokenizer
-    blip_pretrain.init_tokenizer = offline_tokenizer
-    try:
-        built = ImageReward.ImageReward(med_config=str(med_config), device="cpu").eval()
-    finally:
-        blip_pretrain.init_tokenizer = original
-    with torch.no_grad():
-        for layer in built.mlp.layers:
-            if isinstance(layer, torch.nn.Linear):
-                layer.reset_parameters()
-                layer.weight.mul_(3.0)  # five linear layers: scores of order 1
-    return built
+    return tiny_image_reward(tmp_path_factory.mktemp("imagereward"))
 
 
 @pytest.mark.parametrize(("size", "relative_tolerance"), [(224, 1e-4), (256, 5e-3)])
@@ -112,9 +42,7 @@ def test_batched_imagereward_matches_package_score(model, size, relative_toleran
     spread = reference.std().item()
     print(f"imagereward {size}px: max |diff| {diff:.3g}, spread {spread:.3g}, ratio {diff / spread:.3g}")
     assert spread > 0.05, f"scores {reference} barely vary; the comparison would be void"
-    assert diff <= relative_tolerance * spread, (
-        f"{size}px: batched vs package differ by {diff} (spread {spread})"
-    )
+    assert diff <= relative_tolerance * spread, f"{size}px: batched vs package differ by {diff} (spread {spread})"
 
 
 def test_imagereward_needs_captions(model):
@@ -124,8 +52,6 @@ def test_imagereward_needs_captions(model):
 
 def test_load_image_reward_reads_weights_only_and_strictly(model, tmp_path):
     """The shipped loader (weights read weights-only, every key required) on a checkpoint of the real model."""
-    import ImageReward.models.BLIP.blip_pretrain as blip_pretrain
-
     from autoregressive.checkpoint import CheckpointError
     from reward_utils.image_reward import load_image_reward
 
@@ -133,17 +59,11 @@ def test_load_image_reward_reads_weights_only_and_strictly(model, tmp_path):
     torch.save(model.state_dict(), path)
     partial = tmp_path / "partial.pt"
     torch.save({k: v for k, v in model.state_dict().items() if not k.startswith("mlp.")}, partial)
-    med_config = tmp_path / "med_config.json"
-    med_config.write_text(json.dumps(MED_CONFIG))
-    tokenizer = model.blip.tokenizer
-    original = blip_pretrain.init_tokenizer
-    blip_pretrain.init_tokenizer = lambda: tokenizer  # offline: the package would fetch bert-base-uncased
-    try:
+    med_config = write_image_reward_med_config(tmp_path)
+    with offline_blip_tokenizer(tmp_path):
         loaded = load_image_reward(str(path), "cpu", med_config=str(med_config))
         with pytest.raises(CheckpointError, match="missing key") as info:
             load_image_reward(str(partial), "cpu", med_config=str(med_config))
-    finally:
-        blip_pretrain.init_tokenizer = original
     assert str(partial) in str(info.value)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key

@@ -14,17 +14,13 @@ import torch
 
 from reward_utils.maniqa import ManiqaReward, load_maniqa
 from tests.helpers import no_pretrained_timm, smooth_images
+from tests.reward_models import write_tiny_maniqa
 
 
 @pytest.fixture(scope="module")
 def metric(tmp_path_factory):
-    from pyiqa.archs.maniqa_arch import MANIQA
-
-    torch.manual_seed(0)
+    path = write_tiny_maniqa(tmp_path_factory.mktemp("maniqa"))
     with no_pretrained_timm():
-        network = MANIQA(pretrained=False, train_dataset="koniq", scale=0.8, test_sample=1)
-        path = tmp_path_factory.mktemp("maniqa") / "maniqa_test.pth"
-        torch.save({"params": network.state_dict()}, path)
         return load_maniqa("maniqa", "cpu", checkpoint=str(path), crops=1)
 
 
