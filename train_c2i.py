@@ -85,8 +85,10 @@ def build_trainer(
     from img_gen_grpo_rewards import build_reward, check_reward_setup
     from scripts.upstream_flags import warn_upstream_choices
 
-    # --reward_dtype unset: the reward models follow --torch_dtype, like the frozen reference and VQ
-    reward_args = replace(reward_args, reward_dtype=reward_args.reward_dtype or config.torch_dtype)
+    # --reward_dtype unset: the reward models follow a lowered --torch_dtype, like the frozen reference and VQ; with
+    # the default float32 each backend keeps its own default (the in-process Qwen judge: bf16 on CUDA)
+    if reward_args.reward_dtype is None and config.torch_dtype != "float32":
+        reward_args = replace(reward_args, reward_dtype=config.torch_dtype)
     warn_upstream_choices(config.logp_guidance)
     try:  # input mistakes (a missing file, a used folder): a message, not a traceback
         check_output_dir(
