@@ -122,3 +122,30 @@ def test_fsdp_bf16_rollout_gathers_one_unit_at_a_time_and_frees_the_copy(runs):
         assert 0 < seen["peak_whole_bytes"] <= seen["largest_unit_bytes"] < seen["whole_fp32_bytes"]
         assert seen["copy_bytes_before"] == 0
         assert seen["copy_bytes_after"] == 0
+
+
+
+def test_a_freed_copy_holds_no_storage_and_comes_back_whole_and_tied():
+    """free_storage keeps the tensors (so the copy's modules stay as built) but no bytes; allocate_storage gives each
+    storage back at its full size, once where two parameters share one (tied weights)."""
+    from autoregressive.models.precision import inference_copy, refresh_from
+    from grpo.sharding import allocate_storage, free_storage
+    from tests.helpers import tiny_gpt
+
+    model = tiny_gpt("c2i")
+    copy = inference_copy(model, torch.bfloat16)
+    shapes = {name: (p.shape, p.dtype) for name, p in copy.named_parameters()}
+    free_storage(copy)
+    assert all(p.untyped_storage().nbytes() == 0 for p in copy.parameters())
+    allocate_storage(copy)
+    assert {name: (p.shape, p.dtype) for name, p in copy.named_parameters()} == shapes
+    assert all(p.untyped_storage().nbytes() == p.numel() * p.element_size() for p in copy.parameters())
+    refresh_from(copy, model)  # takes the weights like a fresh copy
+    assert torch.equal(copy.layers[0].attention.wqkv.weight, model.layers[0].attention.wqkv.weight.bfloat16())
+
+    tied = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(4, 6))
+    tied[1].weight = tied[0].weight
+    free_storage(tied)
+    allocate_storage(tied)
+    assert tied[1].weight.data_ptr() == tied[0].weight.data_ptr()
+    assert tied[0].weight.untyped_storage().nbytes() == 6 * 4 * 4
