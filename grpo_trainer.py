@@ -12,6 +12,7 @@ import dataclasses
 import signal
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from accelerate import Accelerator
 from autoregressive.checkpoint import CheckpointError, save_checkpoint_atomic
 from autoregressive.models.generate import SamplingConfig, compiled_sequence_logprobs, generate, sequence_logprobs
 from autoregressive.models.gpt import GPT
-from autoregressive.models.precision import inference_copy, refresh_from
+from autoregressive.models.precision import inference_copy
 from autoregressive.models.seeding import folded_seed, row_generators
 from autoregressive.run_layout import FINAL_MODEL
 from grpo import sharding
@@ -94,8 +95,10 @@ class GRPOTrainer:
         self.reference = build_reference(policy, self.adapters, config, self.device)
         self.ref_model = None if self.reference is None else self.reference.model  # the adapters are on outside
         self._sampling_copy: GPT | None = None
-        if self.inference_dtype is not None:
+        if self.inference_dtype is not None:  # under --fsdp it holds memory during rollouts only (grpo/sharding.py)
             self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
+            if config.fsdp:
+                sharding.free_storage(self._sampling_copy)
         # DDP through accelerate, or --fsdp: policy and reference sharded by the trainer (grpo/sharding.py)
         self.model, self.optimizer = sharding.prepare_training(self.accelerator, policy, self.ref_model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
@@ -169,42 +172,43 @@ class GRPOTrainer:
         cond, cond_mask = self.encode_condition([p.value for p in prompts])
         cond = cond.repeat_interleave(g, dim=0)
         cond_mask = None if cond_mask is None else cond_mask.repeat_interleave(g, dim=0)
-        with sharding.gathered(self.model):  # under --fsdp: one all-gather per rollout, not one per block per token
-            sampler = self._sampling_model().eval()
-            generators, compile_mode = row_generators(seeds, self.device), "default" if cfg.compile else None
-            sampled = generate(
-                sampler, cond, cfg=self.sampling, cond_mask=cond_mask, generator=generators, compile_mode=compile_mode
-            )
-        self.policy.train()
-        clock.lap("sampling")
-        with acc.autocast():
-            decoded = [self.decode_images(sampled.tokens[sl]) for sl in _slices(len(seeds), cfg.decode_batch_size)]
-        images = torch.cat(decoded).float()
-        clock.lap("decoding")
-        scores = self._score(images, prompts, seeds)
-        clock.lap("rewards")
-        if cfg.on_bad_reward == "skip_group":
-            all_ok, where = acc.gather(scores.group_ok), f"step {self.step} (rollout {self.rollout_index})"
-            self.skip_guard.check(int((~all_ok).sum()), all_ok.numel(), where)
+        # The sampling weights (under --fsdp --bf16, the bf16 copy) hold memory until the old log-probs are scored.
+        with self.rollout_weights() as sampler:
+            with sharding.gathered(sampler):  # fp32 --fsdp: one all-gather per rollout, not one per unit per token
+                generators, compile_mode = row_generators(seeds, self.device), "default" if cfg.compile else None
+                args = dict(cfg=self.sampling, cond_mask=cond_mask, generator=generators, compile_mode=compile_mode)
+                sampled = generate(sampler.eval(), cond, **args)
+            self.policy.train()
+            clock.lap("sampling")
+            with acc.autocast():
+                decoded = [self.decode_images(sampled.tokens[sl]) for sl in _slices(len(seeds), cfg.decode_batch_size)]
+            images = torch.cat(decoded).float()
+            clock.lap("decoding")
+            scores = self._score(images, prompts, seeds)
+            clock.lap("rewards")
+            if cfg.on_bad_reward == "skip_group":
+                all_ok, where = acc.gather(scores.group_ok), f"step {self.step} (rollout {self.rollout_index})"
+                self.skip_guard.check(int((~all_ok).sum()), all_ok.numel(), where)
 
-        batch_std = acc.gather(scores.total).std() if cfg.scale_rewards == "batch" else None
-        advantages, tied = group_advantages(scores.total, g, cfg.scale_rewards, cfg.advantage_epsilon, batch_std)
-        in_loss = scores.group_ok & ~tied if cfg.drop_tied_groups else scores.group_ok
-        rollout = Rollout(
-            prompts=prompts,
-            cond=cond,
-            cond_mask=cond_mask,
-            tokens=sampled.tokens,
-            images=images,
-            rewards=scores.total,
-            reward_parts=scores.parts,
-            group_ok=scores.group_ok,
-            tied=tied,
-            advantages=advantages * scores.group_ok.repeat_interleave(g),
-            token_mask=in_loss.repeat_interleave(g).float()[:, None].expand_as(sampled.tokens).contiguous(),
-        )
-        if cfg.reuses_rollouts:
-            rollout.old_logp = sampled.logprobs if self.sampler_is_policy else self._frozen_logprobs(sampler, rollout)
+            batch_std = acc.gather(scores.total).std() if cfg.scale_rewards == "batch" else None
+            advantages, tied = group_advantages(scores.total, g, cfg.scale_rewards, cfg.advantage_epsilon, batch_std)
+            in_loss = scores.group_ok & ~tied if cfg.drop_tied_groups else scores.group_ok
+            rollout = Rollout(
+                prompts=prompts,
+                cond=cond,
+                cond_mask=cond_mask,
+                tokens=sampled.tokens,
+                images=images,
+                rewards=scores.total,
+                reward_parts=scores.parts,
+                group_ok=scores.group_ok,
+                tied=tied,
+                advantages=advantages * scores.group_ok.repeat_interleave(g),
+                token_mask=in_loss.repeat_interleave(g).float()[:, None].expand_as(sampled.tokens).contiguous(),
+            )
+            if cfg.reuses_rollouts:
+                reused = self.sampler_is_policy
+                rollout.old_logp = sampled.logprobs if reused else self._frozen_logprobs(sampler, rollout)
         if self.reference is not None:
             with self.reference.active() as reference:
                 rollout.ref_logp = self._frozen_logprobs(reference, rollout)
@@ -319,11 +323,9 @@ class GRPOTrainer:
         dropouts += (cfg.lora_dropout if cfg.use_peft else 0.0,)
         return cfg.top_k == 0 and cfg.top_p >= 1.0 and guidance_matches and not cfg.bf16 and not any(dropouts)
 
-    def _sampling_model(self) -> GPT:
-        """The current policy weights in the inference precision (the policy itself in fp32)."""
-        if self._sampling_copy is None:
-            return self.policy
-        return refresh_from(self._sampling_copy, self.policy)
+    def rollout_weights(self) -> AbstractContextManager[GPT]:
+        """The current policy weights in the inference precision (the policy itself in fp32), for one rollout."""
+        return sharding.rollout_weights(self.policy, self._sampling_copy)
 
     def _sample_seeds(self, first_prompt: int, num_prompts: int) -> list[int]:
         """One seed per sample, from (seed, rollout, prompt, sample) only: sampling and rewards draw from it."""

@@ -97,6 +97,7 @@ class GPTShape:
     head_dim: int
     vocab: int
     caption_dim: int
+    largest_unit_params: int  # the largest FSDP unit under --fsdp: a block, the logit head or the root's rest
 
     @classmethod
     def of(cls, model: GPT) -> GPTShape:
@@ -107,8 +108,11 @@ class GPTShape:
             for m in (layer.attention.wqkv, layer.attention.wo, *(
                 getattr(layer.feed_forward, n) for n in ("w1", "w3", "w2")))
         )
+        params = sum(p.numel() for p in model.parameters())
+        blocks = [sum(p.numel() for p in layer.parameters()) for layer in model.layers]
+        head = model.output.weight.numel()
         return cls(
-            params=sum(p.numel() for p in model.parameters()),
+            params=params,
             buffer_elements=sum(b.numel() for b in model.buffers()),
             lora_targets=targets,
             n_layer=c.n_layer,
@@ -119,6 +123,7 @@ class GPTShape:
             head_dim=c.head_dim,
             vocab=c.vocab_size,
             caption_dim=c.caption_dim,
+            largest_unit_params=max(*blocks, head, params - sum(blocks) - head),
         )
 
     @property
@@ -212,8 +217,9 @@ class Layout:
 
 
 def plan(s: GPTShape, task: Task, layout: Layout, samples: int | None = None, logprob_memory_gb: float = 1.0) -> dict:
-    """Bytes per process: ``persistent`` parts live for the whole run; the peak adds the larger of the rollout's
-    and the update's transient parts. Gradients count as persistent (a caching allocator keeps their blocks)."""
+    """Bytes per process: ``persistent`` parts live for the whole run; the peak adds the largest of the rollout's,
+    the update's and (FSDP with bf16) the copy refresh's transient parts. Gradients count as persistent (a caching
+    allocator keeps their blocks)."""
     samples = task.per_device_batch if samples is None else samples
     n = layout.shards
     inference_bytes = BF16 if layout.bf16 else FP32
@@ -242,27 +248,35 @@ def plan(s: GPTShape, task: Task, layout: Layout, samples: int | None = None, lo
     if layout.lora_rank:  # each adapter keeps its rank-r intermediate per row
         rows = samples * task.branches * task.positions
         update["activations"] += rows * layout.lora_rank * len(s.lora_targets) * FP32
+    refresh: dict[str, int] = {}
     if n > 1 and not layout.lora_rank:
-        # Not sharded: the cached decode needs every layer at each of its steps, so the rollout gathers the whole
-        # policy (its bf16 inference copy, or fp32) and frees it after; the update gathers two fp32 blocks at a
-        # time (current + prefetched).
+        # What --fsdp holds whole (grpo/sharding.py). The cached decode needs every layer at each of its steps. With
+        # bf16 the sampling copy holds memory during the rollout only: allocated when it starts, filled one fp32
+        # unit at a time (the refresh, before the KV cache exists), freed after the old-log-prob pass. Without bf16
+        # the rollout gathers the whole fp32 policy for sampling. The update gathers two fp32 blocks at a time
+        # (current + prefetched).
         persistent["sampling_copy"] = 0
-        rollout["gathered_policy"] = inference_copy_bytes(s) if layout.bf16 else weight_bytes(s, FP32)
+        if layout.bf16:
+            rollout["gathered_copy"] = inference_copy_bytes(s)
+            refresh = {"gathered_copy": inference_copy_bytes(s), "gathered_unit": s.largest_unit_params * FP32}
+        else:
+            rollout["gathered_policy"] = weight_bytes(s, FP32)
         update["gathered_blocks"] = 2 * s.block_linear_elements * FP32
-    rollout_total, update_total = sum(rollout.values()), sum(update.values())
-    total_persistent = sum(persistent.values())
+    phases = {"update": sum(update.values()), "rollout": sum(rollout.values()), "refresh": sum(refresh.values())}
+    peak_phase = max(phases, key=phases.__getitem__)  # a tie goes to the first listed
     return {
         "persistent": persistent,
         "rollout": rollout,
         "update": update,
-        "peak": total_persistent + max(rollout_total, update_total),
-        "peak_phase": "update" if update_total >= rollout_total else "rollout",
+        "refresh": refresh,
+        "peak": sum(persistent.values()) + phases[peak_phase],
+        "peak_phase": peak_phase,
     }
 
 
 # ------------------------------------------------------------------------------------------------- table
 def parts_gb(result: dict) -> dict[str, float]:
-    return {k: v / GB for part in ("persistent", "rollout", "update") for k, v in result[part].items()}
+    return {k: v / GB for part in ("persistent", "rollout", "update", "refresh") for k, v in result[part].items()}
 
 
 def layouts(shards: int, lora_rank: int) -> list[Layout]:
@@ -319,7 +333,8 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         fits = "yes" if r["fits_80gb"] else ("with ckpt" if r["fits_80gb_checkpointed"] else "no")
-        gb = {**r["gb"], "copy": r["gb"]["sampling_copy"] + r["gb"].get("gathered_policy", 0.0)}
+        copies = ("sampling_copy", "gathered_copy", "gathered_policy")
+        gb = {**r["gb"], "copy": sum(r["gb"].get(c, 0.0) for c in copies)}
         cells = [r["task"], r["model"], r["layout"], *(f"{gb[c]:.1f}" for c in cols)]
         cells += [f"{r['activations_checkpointed_gb']:.1f}", f"{r['reward_models_gb']:.1f}"]
         cells += [f"{r['peak_gb']:.1f}", f"{r['peak_checkpointed_gb']:.1f}", fits]

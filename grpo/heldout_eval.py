@@ -99,11 +99,12 @@ class HeldOutEvaluation:
         mine = slice(acc.process_index * share, (acc.process_index + 1) * share)
         prompts, seeds = self.prompts[mine], self.seeds[mine]
         scores: dict[str, list[float]] = {}
-        with sharding.gathered(trainer.model):  # whole weights under --fsdp: every process joins, with prompts or not
+        # Whole weights under --fsdp (the rollout's path): every process joins, with prompts or not.
+        with trainer.rollout_weights() as sampler, sharding.gathered(sampler):
             if prompts:
                 values = [p.value for p in prompts]
                 cond, cond_mask = trainer.encode_condition(values)
-                sampler = trainer._sampling_model().eval()
+                sampler.eval()
                 compile_mode = "default" if cfg.compile else None
                 generators = row_generators(seeds, trainer.device)
                 sampled = generate(sampler, cond, cfg=trainer.sampling, cond_mask=cond_mask, generator=generators,

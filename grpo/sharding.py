@@ -1,4 +1,4 @@
-"""``--fsdp``: the policy sharded with torch's FSDP2 (``fully_shard``), gathered whole for sampling.
+"""``--fsdp``: the policy sharded with torch's FSDP2 (``fully_shard``), whole only for the rollout's sampling.
 
 The trainer shards the policy itself instead of using accelerate's FSDP plugin: accelerate applies that plugin on
 GPU-class devices only (a CPU launch silently trains unsharded DDP), while ``fully_shard`` is the same code over
@@ -8,8 +8,11 @@ gloo on CPU and nccl on GPUs, so the path users run on GPUs is the one the CPU t
   the logit head another, the root unit holds the embeddings and final norm. The optimizer sees the sharded
   parameters, so gradients and AdamW state are sharded too. The frozen KL reference is sharded the same way.
 - Sampling: the KV-cached decoder calls the model once per token; gathering every block at every token would
-  multiply the communication by the image length. :func:`gathered` all-gathers the whole policy once per rollout
-  (reshard-after-forward off for the duration) and reshards when sampling ends.
+  multiply the communication by the image length, so the rollout samples from whole weights held for the rollout
+  only (:func:`rollout_weights`). With ``--bf16`` that is the bf16 sampling copy: its storage is allocated when the
+  rollout starts, filled one FSDP unit at a time (all-gather the unit's fp32 shards, cast them into the copy,
+  free them), and freed when the rollout ends, so no process ever holds the whole fp32 policy. Without ``--bf16``
+  the policy itself samples: :func:`gathered` all-gathers the whole fp32 policy for ``generate`` and reshards it.
 - Checkpoints: full (unsharded) state dicts gathered onto the main process, which writes the files a DDP run
   writes (``model.safetensors``; the optimizer state keyed by parameter name, which DDP's loader also accepts).
 """
@@ -38,6 +41,7 @@ from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
 
 from autoregressive.checkpoint import CheckpointError
+from autoregressive.models.precision import refresh_from
 from grpo.config import GRPOConfig
 from grpo.model_setup import trainable_parameters
 from grpo.optimizer import build_optimizer
@@ -119,6 +123,70 @@ def gathered(model: nn.Module) -> Iterator[nn.Module]:
             unit.reshard()
             # FSDP's defaults: units free their weights after forward, the root keeps its own for the backward.
             unit.set_reshard_after_forward(unit is not model, recurse=False)
+
+
+@contextmanager
+def rollout_weights(policy: nn.Module, sampling_copy: nn.Module | None) -> Iterator[nn.Module]:
+    """The model a rollout samples and scores its old log-probs with: the policy itself (fp32), or the bf16
+    sampling copy refreshed from it. Under ``--fsdp`` the copy holds storage inside the block only: allocated and
+    filled unit by unit from the shards on entry (:func:`refresh_by_unit`), freed on exit. Sampling from a sharded
+    fp32 policy still needs :func:`gathered` around ``generate``."""
+    if sampling_copy is None:
+        yield policy
+    elif not is_sharded(policy):
+        yield refresh_from(sampling_copy, policy)
+    else:
+        allocate_storage(sampling_copy)
+        try:
+            yield refresh_by_unit(sampling_copy, policy)
+        finally:
+            free_storage(sampling_copy)
+
+
+@torch.no_grad()
+def refresh_by_unit(target: nn.Module, model: FSDPModule) -> nn.Module:
+    """Copy the sharded ``model``'s weights into ``target`` (an unsharded copy with the same parameter names, in
+    its own dtypes), all-gathering one FSDP unit at a time: the whole fp32 model never exists on a process."""
+    targets = dict(target.named_parameters())
+    for unit, names in _units_with_their_parameters(model):
+        unit.unshard()  # not recursive: this unit's own parameters only, registered whole on their modules
+        try:
+            for name in names:
+                targets[name].copy_(model.get_parameter(name))
+        finally:
+            unit.reshard()
+    for dst, src in zip(target.buffers(), model.buffers(), strict=True):  # buffers are never sharded
+        dst.copy_(src)
+    return target
+
+
+def _units_with_their_parameters(model: FSDPModule) -> list[tuple[FSDPModule, list[str]]]:
+    """Each FSDP unit of ``model`` with the names of the parameters it manages: those of its submodules that are
+    not units of their own (the innermost unit around a parameter owns it)."""
+    units = {name: module for name, module in model.named_modules() if isinstance(module, FSDPModule)}
+    owned: dict[str, list[str]] = {name: [] for name in units}
+    for name, _ in model.named_parameters():
+        owner = max((unit for unit in units if unit == "" or name.startswith(unit + ".")), key=len)
+        owned[owner].append(name)
+    return [(units[name], owned[name]) for name in units if owned[name]]
+
+
+def free_storage(model: nn.Module) -> None:
+    """Release the memory of every parameter and buffer of ``model``, keeping the tensors (shapes, dtypes, ties);
+    :func:`allocate_storage` gives it back. The FSDP trainer's bf16 sampling copy lives like this between
+    rollouts, as FSDP keeps its own unsharded parameters."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        tensor.untyped_storage().resize_(0)
+
+
+def allocate_storage(model: nn.Module) -> None:
+    """Give back the memory :func:`free_storage` released (uninitialised: refresh the weights next)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        extent = tensor.storage_offset() + sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride())) + 1
+        needed = extent * tensor.element_size() if tensor.numel() else 0
+        storage = tensor.untyped_storage()
+        if storage.nbytes() < needed:  # tensors sharing a storage (tied weights) grow it once to the largest need
+            storage.resize_(needed)
 
 
 def gradient_sync(accelerator: Accelerator, model: nn.Module, syncs: bool) -> AbstractContextManager:

@@ -307,8 +307,9 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     trainer.train()
     assert trainer.policy.output.weight.dtype == torch.float32
     assert not torch.equal(trainer.policy.output.weight, before)
-    refreshed = trainer._sampling_model().layers[0].feed_forward.w1.weight
-    assert torch.equal(refreshed, trainer.policy.layers[0].feed_forward.w1.weight.to(torch.bfloat16))
+    with trainer.rollout_weights() as sampler:
+        refreshed = sampler.layers[0].feed_forward.w1.weight
+        assert torch.equal(refreshed, trainer.policy.layers[0].feed_forward.w1.weight.to(torch.bfloat16))
 
 
 def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):

@@ -84,9 +84,18 @@ def test_layouts_shard_and_drop_what_they_claim():
     assert lora["persistent"]["policy_weights"] == weight_bytes(s, BF16) + s.lora_params(8) * FP32
     assert fp32["persistent"]["reference"] == 2 * ddp["persistent"]["reference"]
     assert fp32["rollout"]["kv_cache"] == 2 * ddp["rollout"]["kv_cache"]
-    assert fsdp["persistent"]["sampling_copy"] == 0  # gathered for the rollout only
-    assert fsdp["rollout"]["gathered_policy"] == ddp["persistent"]["sampling_copy"]
-    d, f = s.dim, s.ffn_hidden
+    assert fsdp["persistent"]["sampling_copy"] == 0  # holds memory during the rollout only
+    assert fsdp["rollout"]["gathered_copy"] == ddp["persistent"]["sampling_copy"]
+    assert "gathered_policy" not in fsdp["rollout"]  # with bf16 the whole fp32 policy is never gathered
+    d, f, v = s.dim, s.ffn_hidden, s.vocab
+    block = 4 * d * d + 3 * d * f + 2 * d  # projections and two norms
+    root = s.params - s.n_layer * block - v * d  # the embeddings (token and class tables) and the final norm
+    assert root > v * d  # the class table makes the root the largest unit here
+    largest_unit = max(block, v * d, root)
+    copy = ddp["persistent"]["sampling_copy"]
+    assert fsdp["refresh"] == {"gathered_copy": copy, "gathered_unit": largest_unit * FP32}  # one fp32 unit at a time
+    fsdp_fp32 = plan(s, C2I, replace(layouts(shards=8, lora_rank=8)[2], bf16=False))
+    assert fsdp_fp32["rollout"]["gathered_policy"] == weight_bytes(s, FP32) and not fsdp_fp32["refresh"]
     assert fsdp["update"]["gathered_blocks"] == 2 * (4 * d * d + 3 * d * f) * FP32  # two fp32 blocks
 
 
