@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
-from grpo.launch import make_accelerator
+from grpo.launch import end_run, make_accelerator
 from grpo.sharding import model_state_dict
 from tests.grpo_fixtures import make_trainer
 
@@ -68,6 +68,7 @@ torch.save(rollouts, output_dir / f"rollouts-{{rank}}.pt")
 state = model_state_dict(accelerator, trainer.model)
 if accelerator.is_main_process:
     torch.save(state, output_dir / "state.pt")
+end_run(accelerator)  # as the training scripts end
 """
 
 
