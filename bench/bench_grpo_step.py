@@ -152,6 +152,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # one process steps every variant's trainer: each compiled model adds its own graphs to the shared compiled
+    # functions, beyond dynamo's default of 8 per function (a training run holds 2-4)
+    torch._dynamo.config.recompile_limit = 64
     setups = [("tiny", int(s)) for s in args.samples.split(",")] + ([("demo", 48)] if args.demo else [])
     names = args.variants.split(",")
     # accelerate keeps one process-wide mixed-precision state: build the fp32 trainers first (their autocast is
