@@ -19,6 +19,18 @@ def _seed_torch():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def fresh_dynamo():
+    """Compiled-code tests start and end with dynamo's caches and counters empty (graph counts are exact)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
 @pytest.fixture(scope="session")
 def clean_t2i():
     """The demo's evaluator and rewards on clean images: 300 prompts (50 per tag) x 4 scenes, 1200 images."""

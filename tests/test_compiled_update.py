@@ -7,7 +7,6 @@ log-probs and entropies; gradients 5e-5 absolute (the test model's sharpened att
 them; seen: 1.4e-5). A wrong guidance mix, mask or position moves them by 1e-3 or more.
 """
 
-import pytest
 import torch
 import torch._dynamo
 from torch._dynamo.utils import counters
@@ -17,14 +16,6 @@ from tests.grpo_fixtures import flat_params, make_trainer
 from tests.helpers import t2i_condition, tiny_gpt
 
 ATOL = 1e-5
-
-
-@pytest.fixture
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def _loss_and_grads(fn, model, cond, tokens, cfg, mask):

@@ -22,14 +22,6 @@ def _conditions(model, batch):
     return t2i_condition(model, batch, pad=[i % 4 for i in range(batch)])
 
 
-@pytest.fixture
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
-
-
 @pytest.mark.parametrize("model_type", ["c2i", "t2i"])
 @pytest.mark.parametrize("cfg_scale", [1.0, 3.0])
 def test_static_cache_samples_the_same_tokens_as_the_prefix_cache(model_type, cfg_scale):
