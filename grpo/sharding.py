@@ -99,10 +99,28 @@ def shard_model(model: nn.Module, device: torch.device, frozen: bool = False) ->
     warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module \(\w+\) returned a view tensor")
     if frozen:
         model.set_reshard_after_forward(True)  # also the root's, which FSDP keeps gathered for a backward
-    # FSDP picks its root at the first forward; sampling enters the blocks through prefill/decode_step rather than
-    # the root's forward, so the root is made known now (else the first block run would claim the root role).
-    model._get_fsdp_state()._lazy_init()
+    _forward_through_the_root(model, device)
     return model
+
+
+@torch.no_grad()
+def _forward_through_the_root(model: nn.Module, device: torch.device) -> None:
+    """FSDP picks its root at the first forward, and sampling enters the blocks through prefill/decode_step rather
+    than the root's forward (else the first block run would claim the root role). One no-grad forward of one token
+    through the root makes it known; every unit is resharded after it, so nothing stays gathered."""
+    config = model.config
+    dtype = next(model.parameters()).dtype
+    if config.model_type == "c2i":
+        cond = torch.zeros(1, dtype=torch.long, device=device)
+    else:
+        cond = torch.zeros(1, config.cls_token_num, config.caption_dim, dtype=dtype, device=device)
+    was_training = model.training
+    model.eval()  # no dropout: the forward draws no random numbers
+    model(torch.zeros(1, 1, dtype=torch.long, device=device), cond)
+    model.train(was_training)
+    for unit in model.modules():
+        if isinstance(unit, FSDPModule):
+            unit.reshard()
 
 
 @contextmanager

@@ -166,3 +166,38 @@ def test_fsdp_on_one_process_is_refused_before_any_model_loads(tmp_path):
     gpt.write_bytes(b"not a checkpoint")  # loading it would fail with a different message
     with pytest.raises(SystemExit, match=r"--fsdp .* 1 process"):
         train_c2i.main(tiny_run_flags(gpt, vq, tmp_path / "out", "--reward_funcs", "noise_control", "--fsdp"))
+
+
+T2I_WORKER = """
+import sys
+from pathlib import Path
+import torch
+from autoregressive.models.generate import SamplingConfig, generate
+from grpo.launch import end_run, make_accelerator
+from grpo.sharding import gathered, shard_model
+from tests.helpers import t2i_condition, tiny_gpt
+torch.set_num_threads(1)
+accelerator = make_accelerator()
+model = tiny_gpt("t2i", block_size=16)  # sharp attention: a wrong slot or mask changes the tokens
+cond, mask = t2i_condition(model, 4, pad=[0, 1, 2, 3])
+cfg = SamplingConfig(cfg_scale=2.0)
+whole = generate(model, cond, cfg=cfg, cond_mask=mask, generator=torch.Generator().manual_seed(0)).tokens
+sharded = shard_model(model, accelerator.device)  # in place
+with gathered(sharded):
+    tokens = generate(sharded, cond, cfg=cfg, cond_mask=mask, generator=torch.Generator().manual_seed(0)).tokens
+Path(sys.argv[1], f"equal{accelerator.process_index}").write_text(str(torch.equal(tokens, whole)))
+end_run(accelerator)
+"""
+
+
+@pytest.mark.slow
+def test_a_sharded_t2i_policy_samples_the_unsharded_tokens(tmp_path):
+    """Caption conditioning through shard_model (its one-token forward through the root takes caption features):
+    the gathered sharded policy samples exactly the tokens of the unsharded one."""
+    worker = tmp_path / "t2i_worker.py"
+    worker.write_text(T2I_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(worker)]
+    result = subprocess.run([*cmd, str(tmp_path)], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert [(tmp_path / f"equal{rank}").read_text() for rank in (0, 1)] == ["True", "True"]
