@@ -55,15 +55,14 @@ def _maniqa() -> int:
 
 
 def _qwen25_vl_3b() -> int:
-    """Qwen2.5-VL-3B-Instruct's published config over transformers' (7B) defaults."""
+    """Qwen2.5-VL-3B-Instruct's published config (the dry run's constants) over transformers' (7B) defaults."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from bench.dry_run_models import QWEN_3B_LAYERS, QWEN_3B_TEXT, QWEN_3B_VISION, QWEN_3B_VISION_DEPTH
+
     config = Qwen2_5_VLConfig(
-        text_config=dict(
-            hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-            num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True,
-        ),
-        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048),
+        text_config=dict(**QWEN_3B_TEXT, num_hidden_layers=QWEN_3B_LAYERS, tie_word_embeddings=True),
+        vision_config=dict(**QWEN_3B_VISION, depth=QWEN_3B_VISION_DEPTH),
         tie_word_embeddings=True,
     )
     with torch.device("meta"):

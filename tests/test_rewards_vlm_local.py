@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.dry_run_models import qwen_processor
+from bench.dry_run_models import SMALL, qwen_config, qwen_processor
 from reward_utils.base import RewardError
 from reward_utils.vlm_answers import parse_json_score
 from reward_utils.vlm_judge import LocalQwenJudge, VLMJudgeReward
@@ -16,39 +16,10 @@ from tests.helpers import smooth_images
 @pytest.fixture(scope="module")
 def qwen():
     """A 0.2 M-parameter Qwen2.5-VL with a word-level tokenizer (the real one needs vocab files)."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration
 
     processor = qwen_processor(['{"score":', "3}", "a", "photo", "of"])
-    tokenizer = processor.tokenizer
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
-        tie_word_embeddings=True,
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = qwen_config(SMALL, processor.tokenizer)  # the dry run's small Qwen: 2 layers, 2 vision blocks
     torch.manual_seed(0)
     return Qwen2_5_VLForConditionalGeneration(config).eval(), processor
 
