@@ -94,11 +94,10 @@ class GRPOTrainer:
         self.adapters = add_lora(policy, config) if config.use_peft else None  # policy stays a GPT, with adapters
         self.reference = build_reference(policy, self.adapters, config, self.device)
         self.ref_model = None if self.reference is None else self.reference.model  # the adapters are on outside
-        self._sampling_copy: GPT | None = None
-        if self.inference_dtype is not None:  # under --fsdp it holds memory during rollouts only (grpo/sharding.py)
-            self._sampling_copy = inference_copy(policy, self.inference_dtype).to(self.device)
-            if config.fsdp:
-                sharding.free_storage(self._sampling_copy)
+        copy = None if self.inference_dtype is None else inference_copy(policy, self.inference_dtype).to(self.device)
+        if copy is not None and config.fsdp:
+            sharding.free_storage(copy)  # under --fsdp it holds memory during rollouts only (grpo/sharding.py)
+        self._sampling_copy: GPT | None = copy
         # DDP through accelerate, or --fsdp: policy and reference sharded by the trainer (grpo/sharding.py)
         self.model, self.optimizer = sharding.prepare_training(self.accelerator, policy, self.ref_model, config)
         self.scheduler = build_scheduler(self.optimizer, config)
@@ -176,42 +175,44 @@ class GRPOTrainer:
         with self.rollout_weights() as sampler:
             with sharding.gathered(sampler):  # fp32 --fsdp: one all-gather per rollout, not one per unit per token
                 generators, compile_mode = row_generators(seeds, self.device), "default" if cfg.compile else None
-                args = dict(cfg=self.sampling, cond_mask=cond_mask, generator=generators, compile_mode=compile_mode)
-                sampled = generate(sampler.eval(), cond, **args)
+                sampled = generate(sampler.eval(), cond, cfg=self.sampling, cond_mask=cond_mask, generator=generators,
+                                   compile_mode=compile_mode)  # fmt: skip
             self.policy.train()
             clock.lap("sampling")
-            with acc.autocast():
-                decoded = [self.decode_images(sampled.tokens[sl]) for sl in _slices(len(seeds), cfg.decode_batch_size)]
-            images = torch.cat(decoded).float()
-            clock.lap("decoding")
-            scores = self._score(images, prompts, seeds)
-            clock.lap("rewards")
-            if cfg.on_bad_reward == "skip_group":
-                all_ok, where = acc.gather(scores.group_ok), f"step {self.step} (rollout {self.rollout_index})"
-                self.skip_guard.check(int((~all_ok).sum()), all_ok.numel(), where)
-
-            batch_std = acc.gather(scores.total).std() if cfg.scale_rewards == "batch" else None
-            advantages, tied = group_advantages(scores.total, g, cfg.scale_rewards, cfg.advantage_epsilon, batch_std)
-            in_loss = scores.group_ok & ~tied if cfg.drop_tied_groups else scores.group_ok
-            rollout = Rollout(
-                prompts=prompts,
-                cond=cond,
-                cond_mask=cond_mask,
-                tokens=sampled.tokens,
-                images=images,
-                rewards=scores.total,
-                reward_parts=scores.parts,
-                group_ok=scores.group_ok,
-                tied=tied,
-                advantages=advantages * scores.group_ok.repeat_interleave(g),
-                token_mask=in_loss.repeat_interleave(g).float()[:, None].expand_as(sampled.tokens).contiguous(),
-            )
+            old_logp = None  # needs only the tokens: scored before decoding, while the sampling weights are held
             if cfg.reuses_rollouts:
-                reused = self.sampler_is_policy
-                rollout.old_logp = sampled.logprobs if reused else self._frozen_logprobs(sampler, rollout)
+                args = (cond, sampled.tokens, cond_mask)
+                old_logp = sampled.logprobs if self.sampler_is_policy else self._frozen_logprobs(sampler, *args)
+            clock.lap("logprobs")
+        with acc.autocast():
+            decoded = [self.decode_images(sampled.tokens[sl]) for sl in _slices(len(seeds), cfg.decode_batch_size)]
+        images = torch.cat(decoded).float()
+        clock.lap("decoding")
+        scores = self._score(images, prompts, seeds)
+        clock.lap("rewards")
+        if cfg.on_bad_reward == "skip_group":
+            all_ok, where = acc.gather(scores.group_ok), f"step {self.step} (rollout {self.rollout_index})"
+            self.skip_guard.check(int((~all_ok).sum()), all_ok.numel(), where)
+        batch_std = acc.gather(scores.total).std() if cfg.scale_rewards == "batch" else None
+        advantages, tied = group_advantages(scores.total, g, cfg.scale_rewards, cfg.advantage_epsilon, batch_std)
+        in_loss = scores.group_ok & ~tied if cfg.drop_tied_groups else scores.group_ok
+        rollout = Rollout(
+            prompts=prompts,
+            cond=cond,
+            cond_mask=cond_mask,
+            tokens=sampled.tokens,
+            images=images,
+            rewards=scores.total,
+            reward_parts=scores.parts,
+            group_ok=scores.group_ok,
+            tied=tied,
+            advantages=advantages * scores.group_ok.repeat_interleave(g),
+            token_mask=in_loss.repeat_interleave(g).float()[:, None].expand_as(sampled.tokens).contiguous(),
+            old_logp=old_logp,
+        )
         if self.reference is not None:
             with self.reference.active() as reference:
-                rollout.ref_logp = self._frozen_logprobs(reference, rollout)
+                rollout.ref_logp = self._frozen_logprobs(reference, cond, sampled.tokens, cond_mask)
         clock.lap("logprobs")
         rollout.seconds = clock.seconds
         return rollout
@@ -343,12 +344,14 @@ class GRPOTrainer:
         return _slices(rows, max(1, min(rows, int(self.config.logprob_memory_gb * 2**30 // per_row))))
 
     @torch.no_grad()
-    def _frozen_logprobs(self, model: GPT, rollout: Rollout) -> torch.Tensor:
+    def _frozen_logprobs(
+        self, model: GPT, cond: torch.Tensor, tokens: torch.Tensor, cond_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         out = []
-        for sl in self._frozen_chunks(*rollout.tokens.shape):
-            mask = None if rollout.cond_mask is None else rollout.cond_mask[sl]
+        for sl in self._frozen_chunks(*tokens.shape):
+            mask = None if cond_mask is None else cond_mask[sl]
             with self.accelerator.autocast():
-                args = (rollout.cond[sl], rollout.tokens[sl], self.policy_dist, mask, self.config.logp_guidance)
+                args = (cond[sl], tokens[sl], self.policy_dist, mask, self.config.logp_guidance)
                 out.append(self.logprobs(model, *args))
         return torch.cat(out)
 

@@ -34,10 +34,12 @@ class Stopwatch:
         return time.perf_counter()
 
     def lap(self, name: str) -> float:
-        """Ends phase ``name`` (started where the previous one ended) and returns its duration."""
+        """Ends phase ``name`` (started where the previous one ended) and returns its duration; a phase timed in
+        two parts (the old and the reference log-probs) adds them up."""
         now = self._now()
-        self.seconds[name], self._last = now - self._last, now
-        return self.seconds[name]
+        duration, self._last = now - self._last, now
+        self.seconds[name] = self.seconds.get(name, 0.0) + duration
+        return duration
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -258,7 +258,7 @@ def test_reused_rollouts_take_old_logprobs_from_the_sampler_without_a_second_pas
     rollout = trainer.make_rollout()
     handle.remove()
     assert calls == []  # no teacher-forced pass: the sampler's log-probs are the old policy's
-    recomputed = trainer._frozen_logprobs(trainer.policy, rollout)
+    recomputed = trainer._frozen_logprobs(trainer.policy, rollout.cond, rollout.tokens, rollout.cond_mask)
     torch.testing.assert_close(rollout.old_logp, recomputed, atol=SAMPLER_LOGP_ATOL, rtol=0)
 
 
