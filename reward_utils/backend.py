@@ -62,8 +62,8 @@ class BackendOptions:
     reward_device: str | None = option(None, "device for reward models (default: the policy's device)")
     reward_dtype: str | None = option(
         None,
-        "dtype of the reward models' weights; scores stay float32 (default: the training scripts' --torch_dtype; "
-        "float32 elsewhere)",
+        "dtype of the reward models' weights; scores stay float32 (default: a lowered --torch_dtype in training, "
+        "else each backend's own: float32, the in-process Qwen judge bf16 on CUDA)",
         choices=tuple(REWARD_DTYPES),
     )
 
@@ -73,7 +73,8 @@ class BackendOptions:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     def dtype(self) -> torch.dtype:
-        """The reward models' weight dtype (float32 when ``--reward_dtype`` is unset)."""
+        """The reward models' weight dtype (float32 when ``--reward_dtype`` is unset; the Qwen judge reads the
+        unset flag as its own per-device default)."""
         name = self.reward_dtype or "float32"
         if name not in REWARD_DTYPES:
             raise ValueError(f"--reward_dtype {name}: choose one of {', '.join(REWARD_DTYPES)}")
