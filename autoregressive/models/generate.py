@@ -8,6 +8,7 @@ own seed, not on which other prompts share the batch or the process.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -115,23 +116,17 @@ def cfg_batch(model: GPT, cond: torch.Tensor, cond_mask: torch.Tensor | None, cf
     return both, None if cond_mask is None else torch.cat([cond_mask, cond_mask])
 
 
-_compiled_steps: dict[str, Callable] = {}
-
-
+@functools.cache
 def compiled_decode_step(mode: str = "default") -> Callable:
     """``torch.compile`` of :meth:`GPT.decode_step_static` (called as ``step(model, token, index)``), built once.
 
     The step's shapes never change and the position is a tensor, so it is traced once per model and batch size
     and then reused for every token and every rollout. ``mode="reduce-overhead"`` adds CUDA graphs on a GPU.
     """
-    if mode not in _compiled_steps:
-        _compiled_steps[mode] = torch.compile(GPT.decode_step_static, mode=mode, dynamic=False, fullgraph=True)
-    return _compiled_steps[mode]
+    return torch.compile(GPT.decode_step_static, mode=mode, dynamic=False, fullgraph=True)
 
 
-_compiled_logprobs: dict[str, Callable] = {}
-
-
+@functools.cache
 def compiled_sequence_logprobs(mode: str = "default") -> Callable:
     """``torch.compile`` of :func:`sequence_logprobs` (forward, and backward through AOTAutograd), built once.
 
@@ -139,9 +134,7 @@ def compiled_sequence_logprobs(mode: str = "default") -> Callable:
     after. Compiling the whole function fuses the guidance mix, log-softmax, gather and entropy with the
     transformer's elementwise ops, which eager runs one kernel at a time.
     """
-    if mode not in _compiled_logprobs:
-        _compiled_logprobs[mode] = torch.compile(sequence_logprobs, mode=mode, dynamic=False)
-    return _compiled_logprobs[mode]
+    return torch.compile(sequence_logprobs, mode=mode, dynamic=False)
 
 
 @torch.no_grad()
