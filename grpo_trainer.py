@@ -160,7 +160,7 @@ class GRPOTrainer:
     # -------------------------------------------------------------------------------------- rollout
     @torch.no_grad()
     def make_rollout(self) -> Rollout:
-        """Prompts -> sample -> decode -> score -> advantages -> frozen log-probs, for this process's groups."""
+        """Prompts -> sample -> old log-probs -> decode -> score -> advantages -> reference log-probs (this process)."""
         cfg, acc, g = self.config, self.accelerator, self.config.num_generations
         per_process = cfg.prompts_per_rollout
         first = acc.process_index * per_process
