@@ -78,7 +78,7 @@ def grpo_prompt_file(settings: DemoSettings, folder: Path) -> Path:
     Repeats are kept on purpose: the metric averages over tags, so GRPO must see every tag as often. Without
     repeats the big pools would set the mix instead.
     """
-    specs = sample_prompts(512, seed=settings.seed + 2000, split="train")
+    specs = sample_prompts(512, seed=settings.seed + 2000, split="train", tags=settings.tag_list)
     path = folder / "grpo_prompts.txt"
     path.write_text("\n".join(s.caption for s in specs) + "\n")
     return path

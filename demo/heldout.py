@@ -30,7 +30,8 @@ def eval_prompts(settings: DemoSettings) -> list[str | int]:
     """Held-out captions (combinations never seen in pretraining or GRPO), 4 seeds each, or every class in turn."""
     if settings.task == "c2i":
         return [i % NUM_CLASSES for i in range(settings.eval_samples)]
-    specs = sample_prompts(settings.eval_samples // 4, seed=settings.seed + 1000, split="heldout")
+    count = settings.eval_samples // 4
+    specs = sample_prompts(count, seed=settings.seed + 1000, split="heldout", tags=settings.tag_list)
     return [s.caption for s in specs for _ in range(4)]
 
 

@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from autoregressive.checkpoint import save_checkpoint_atomic
 from autoregressive.models.gpt import GPT, build_gpt
 from autoregressive.text_encoder import T5TextEncoder
-from demo.dataset import build_c2i, build_t2i
+from demo.dataset import ShapesData, build_c2i, build_t2i
 from demo.settings import DemoSettings
 from demo.text_encoder import write_text_encoder
+from demo.world import TAGS
 from tokenizer.vq_model import VQ_TINY, VQConfig, VQModel, load_vq
 
 
@@ -189,11 +190,27 @@ def save_model(module: torch.nn.Module, path: Path, extra: dict | None = None) -
 
 # ------------------------------------------------------------------------------------- the cached pair
 _PRETRAINING = ("seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps")
+_GPT_ONLY = {"t2i": ("tags",)}
+"""Settings that shape the GPT's data but not the tokenizer's (it always learns the whole world's scenes)."""
+
+
+def tokenizer_scenes(settings: DemoSettings) -> ShapesData:
+    """The VQ's images: scenes of every tag, whatever the GPT learns, so one tokenizer serves both tasks."""
+    return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed, tags=TAGS)
+
+
+def pretraining_data(settings: DemoSettings) -> ShapesData:
+    """The GPT's data: captioned scenes of the chosen tags (t2i) or images of the classes in turn (c2i)."""
+    if settings.task == "t2i":
+        return build_t2i(
+            settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed, tags=settings.tag_list
+        )
+    return build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
 
 
 def cache_key(settings: DemoSettings, models: DemoModels, *, with_task: bool = True) -> str:
     """A short hash of everything pretraining depends on: equal keys share pretrained models."""
-    names = _PRETRAINING + (("task",) if with_task else ())
+    names = _PRETRAINING + (("task", *_GPT_ONLY.get(settings.task, ())) if with_task else ())
     relevant = {k: v for k, v in asdict(settings).items() if k in names}
     text = json.dumps({"settings": relevant, "models": asdict(models), "version": 5}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
@@ -217,20 +234,14 @@ def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[P
     if info["cached"]:
         return vq_path, gpt_path, info
 
-    def scenes():
-        return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed)
-
-    if settings.task == "t2i":
-        data = scenes()
-    else:
-        data = build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
+    data = pretraining_data(settings)
     images = data.tensors()
     if vq_path.is_file():
         vq = load_vq(vq_path, "VQ-16", **models.vq)
     else:
         # One tokenizer for both tasks, trained on the multi-object scenes (LlamaGen's VQ serves c2i and t2i):
         # trained on one object per image, the VQ lost colours (docs/demo.md).
-        vq_images = images if settings.task == "t2i" else scenes().tensors()
+        vq_images = tokenizer_scenes(settings).tensors()
         vq, vq_info = train_vq(vq_images, models, settings.vq_steps, settings.seed)
         info.update(vq_info)
         save_model(vq, vq_path)

@@ -6,6 +6,7 @@ the models are untrained and only the mechanics are checked.)
 
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,9 +16,17 @@ import train_t2i
 from dataset.prompts import load_prompts
 from demo import grpo_run, heldout
 from demo.evaluator import paired_gain
-from demo.pretrain import DemoModels, build_demo_gpt, cache_folder, pretrain
+from demo.pretrain import (
+    DemoModels,
+    build_demo_gpt,
+    cache_folder,
+    cache_key,
+    pretrain,
+    pretraining_data,
+    tokenizer_scenes,
+)
 from demo.run import main, parse_args, run
-from demo.settings import DemoSettings
+from demo.settings import TASK_DEFAULTS, DemoSettings
 from demo.world import TAGS, parse_caption, prompt_pool
 from img_gen_grpo_rewards import RewardArguments
 from scripts.flags import saved_run_config
@@ -160,15 +169,17 @@ def test_held_out_samples_depend_on_their_index_alone():
     assert not (every[0] == every[1]).all()  # one prompt, two indices: two different samples
 
 
-def test_grpo_prompts_give_every_tag_an_equal_share(tmp_path):
+@pytest.mark.parametrize("tags", [None, ",".join(TAGS), "colors,single_object"])
+def test_grpo_prompts_give_every_tag_an_equal_share(tags, tmp_path):
     """The metric averages over tags, so GRPO must train on them equally often, whatever each pool's size.
 
     The trainer draws prompts uniformly from the file's lines; repeats are what keep the small pools in.
     """
-    path = grpo_run.grpo_prompt_file(DemoSettings(task="t2i", seed=3), tmp_path)
+    settings = DemoSettings(task="t2i", seed=3, **({} if tags is None else {"tags": tags}))
+    path = grpo_run.grpo_prompt_file(settings, tmp_path)
     captions = [r.text for r in load_prompts(path)]
     shares = Counter(parse_caption(c).tag for c in captions)
-    assert set(shares) == set(TAGS) and max(shares.values()) - min(shares.values()) <= 1, shares
+    assert set(shares) == set(settings.tag_list) and max(shares.values()) - min(shares.values()) <= 1, shares
     train = {t: {s.caption for s in prompt_pool(t, "train")} for t in TAGS}
     assert all(c in train[parse_caption(c).tag] for c in captions)  # nothing held out leaks into training
 
@@ -259,3 +270,37 @@ def test_idle_cores_leaves_out_a_core_another_process_keeps_busy():
     finally:
         for p in spinners:
             p.join()
+
+
+def test_t2i_tags_choose_the_held_out_prompts_and_the_gpt_but_not_the_tokenizer(tmp_path):
+    """``--tags`` narrows the world the t2i GPT learns and is scored on; the shared VQ always sees every tag."""
+    models = DemoModels()
+    narrow = DemoSettings(task="t2i", tags="single_object,colors")
+    wide = DemoSettings(task="t2i", tags=",".join(TAGS))
+    prompts = heldout.eval_prompts(narrow)
+    assert len(prompts) == narrow.eval_samples
+    assert {parse_caption(p).tag for p in prompts} == {"single_object", "colors"}
+    assert {parse_caption(p).tag for p in heldout.eval_prompts(wide)} == set(TAGS)
+    heldout_colours = {s.caption for s in prompt_pool("colors", "heldout")}
+    assert {p for p in prompts if parse_caption(p).tag == "colors"} <= heldout_colours
+    assert set(pretraining_data(replace(narrow, pretrain_prompts=8)).tags) == {"single_object", "colors"}
+    assert set(tokenizer_scenes(replace(narrow, pretrain_prompts=12)).tags) == set(TAGS)
+    assert cache_folder(tmp_path, narrow, models) != cache_folder(tmp_path, wide, models)
+    c2i = [DemoSettings(task="c2i", tags=t) for t in (narrow.tags, wide.tags)]  # classes: tags play no part
+    assert cache_folder(tmp_path, c2i[0], models) == cache_folder(tmp_path, c2i[1], models)
+    vq_key = {cache_key(s, models, with_task=False) for s in (narrow, wide, *c2i)}
+    assert len(vq_key) == 2  # one per pretraining size (t2i pretrains on more prompts), never per tag set
+
+
+@pytest.mark.parametrize("tags", ["colours", "", "colors,,position,sky", "colors,colors"])
+def test_unknown_tags_are_refused_before_any_work(tags):
+    with pytest.raises(ValueError, match="--tags"):
+        DemoSettings(task="t2i", tags=tags)
+
+
+def test_unset_pretraining_sizes_take_their_task_default_and_flags_win():
+    for task, defaults in TASK_DEFAULTS.items():
+        settings = parse_args(["--task", task])[0]
+        assert {name: getattr(settings, name) for name in defaults} == defaults
+    assert TASK_DEFAULTS["t2i"]["gpt_steps"] > TASK_DEFAULTS["c2i"]["gpt_steps"]
+    assert parse_args(["--task", "t2i", "--gpt_steps", "7"])[0].gpt_steps == 7
