@@ -29,8 +29,8 @@ from autoregressive.models.generate import generate
 from demo.evaluator import paired_gain
 from demo.grpo_run import BaseModels, build_trainer, data_arguments, model_arguments, rollout_config
 from demo.pretrain import DemoModels, cache_folder, pretrain
-from demo.settings import DemoSettings
-from demo.world import COLOUR_NAMES, NUM_CLASSES, class_spec, class_to_pair, render_caption
+from demo.settings import TASK_DEFAULTS, DemoSettings
+from demo.world import COLOUR_NAMES, NUM_CLASSES, TAGS, class_spec, class_to_pair, render_caption
 from grpo_trainer import GRPOTrainer
 from img_gen_grpo_rewards import RewardArguments
 from scripts.flags import parse_flags
@@ -246,11 +246,20 @@ class LearningCommand:
     demo_out: Path = field(default=Path("outputs/demo"), metadata={"help": "where the demo caches its bases"})
 
 
+def base_settings(task: str) -> DemoSettings:
+    """The pretraining of the learning check's bases: c2i's sizes and every tag for both tasks.
+
+    Any base that reads its prompt will do for this check, and these are the ones its recorded runs used
+    (docs/trainer.md); both tasks share one tokenizer, and the t2i base costs a third of the t2i demo's.
+    """
+    return DemoSettings(task=task, tags=",".join(TAGS), **TASK_DEFAULTS["c2i"])
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = parse_flags((LearningCommand,), argv, description=__doc__)
     models, results = DemoModels(), []
     for task in args.tasks:
-        demo = DemoSettings(task=task)
+        demo = base_settings(task)
         cache = cache_folder(args.demo_out, demo, models)
         vq, gpt, _ = pretrain(demo, models, cache)
         base = {"vq": vq, "gpt": gpt, "text": cache / "text_encoder"}

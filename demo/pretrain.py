@@ -224,7 +224,8 @@ def cache_folder(out: Path, settings: DemoSettings, models: DemoModels) -> Path:
 def pretrain(settings: DemoSettings, models: DemoModels, cache: Path) -> tuple[Path, Path, dict]:
     """Train (or reuse) the VQ and the GPT; returns their checkpoint paths and timings.
 
-    The GPT is kept in ``cache``; the VQ beside it, keyed without the task, so both tasks share one tokenizer.
+    The GPT is kept in ``cache``; the VQ beside it, keyed without the task, so both tasks share one tokenizer
+    when their pretraining sizes agree.
     """
     cache.mkdir(parents=True, exist_ok=True)
     vq_path = cache.parent / f"vq-{cache_key(settings, models, with_task=False)}" / "vq.pt"

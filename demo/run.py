@@ -54,7 +54,8 @@ def run(settings: DemoSettings, out: Path, models: DemoModels | None = None) -> 
     folder = run_folder(out, settings)
     folder.mkdir(parents=True, exist_ok=True)
 
-    print(f"[demo] 1/4 pretraining a small VQ and {settings.task} GPT (cached after the first run)")
+    world = f" on prompts tagged {settings.tags}" if settings.task == "t2i" else ""
+    print(f"[demo] 1/4 pretraining a small VQ and {settings.task} GPT{world} (cached after the first run)")
     cache = cache_folder(out, settings, models)
     with _timed(phases, "pretrain"):
         vq_path, gpt_path, pretrain_info = pretrain(settings, models, cache)

@@ -49,7 +49,7 @@ def _flag(default, help: str):
 class DemoSettings:
     """One demo run; every field is also a ``python -m demo.run`` flag. The defaults are argued in docs/demo.md."""
 
-    task: str = _flag("c2i", "c2i or t2i (c2i: where the honest reward gains within the budget)")
+    task: str = _flag("c2i", "c2i (class-to-image) or t2i (text-to-image)")
     tags: str = _flag(
         ",".join(ONE_OBJECT_TAGS),
         f"t2i: GenEval tags of the prompts, comma-separated (all six: {','.join(TAGS)}; docs/demo.md)",

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from demo.learning import LearningSettings, learning_run
+from demo.learning import LearningSettings, base_settings, learning_run
 from demo.pretrain import DemoModels, cache_folder, pretrain
-from demo.settings import DemoSettings
 
 MIN_Z = 3.0
 SEEDS = (0, 1, 2)
@@ -27,7 +26,7 @@ SETTINGS = LearningSettings(steps=40, learning_rate=3e-4, eval_seeds_per_prompt=
 
 
 def _base(demo_root, task: str) -> dict:
-    settings, models = DemoSettings(task=task), DemoModels()
+    settings, models = base_settings(task), DemoModels()
     cache = cache_folder(demo_root, settings, models)
     vq, gpt, _ = pretrain(settings, models, cache)
     return {"vq": vq, "gpt": gpt, "text": cache / "text_encoder"}
