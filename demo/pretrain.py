@@ -190,27 +190,29 @@ def save_model(module: torch.nn.Module, path: Path, extra: dict | None = None) -
 
 # ------------------------------------------------------------------------------------- the cached pair
 _PRETRAINING = ("seed", "pretrain_prompts", "images_per_prompt", "vq_steps", "gpt_steps")
-_GPT_ONLY = {"t2i": ("tags",)}
-"""Settings that shape the GPT's data but not the tokenizer's (it always learns the whole world's scenes)."""
+
+
+def _scenes(settings: DemoSettings, tags: tuple[str, ...]) -> ShapesData:
+    return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed, tags=tags)
 
 
 def tokenizer_scenes(settings: DemoSettings) -> ShapesData:
     """The VQ's images: scenes of every tag, whatever the GPT learns, so one tokenizer serves both tasks."""
-    return build_t2i(settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed, tags=TAGS)
+    return _scenes(settings, TAGS)
 
 
 def pretraining_data(settings: DemoSettings) -> ShapesData:
     """The GPT's data: captioned scenes of the chosen tags (t2i) or images of the classes in turn (c2i)."""
     if settings.task == "t2i":
-        return build_t2i(
-            settings.pretrain_prompts, settings.images_per_prompt, seed=settings.seed, tags=settings.tag_list
-        )
+        return _scenes(settings, settings.tag_list)
     return build_c2i(settings.pretrain_prompts * settings.images_per_prompt, seed=settings.seed)
 
 
 def cache_key(settings: DemoSettings, models: DemoModels, *, with_task: bool = True) -> str:
     """A short hash of everything pretraining depends on: equal keys share pretrained models."""
-    names = _PRETRAINING + (("task", *_GPT_ONLY.get(settings.task, ())) if with_task else ())
+    names = _PRETRAINING
+    if with_task:  # the tags shape the t2i GPT's data, never the tokenizer's
+        names += ("task", "tags") if settings.task == "t2i" else ("task",)
     relevant = {k: v for k, v in asdict(settings).items() if k in names}
     text = json.dumps({"settings": relevant, "models": asdict(models), "version": 5}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]

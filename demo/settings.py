@@ -84,14 +84,15 @@ class DemoSettings:
         for name, allowed in CHOICES.items():  # before minutes of pretraining, not after
             if getattr(self, name) not in allowed:
                 raise ValueError(f"--{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
-        unknown = [t for t in self.tag_list if t not in TAGS]
-        if unknown or not self.tag_list or len(set(self.tag_list)) < len(self.tag_list):
+        given = [t.strip() for t in self.tags.split(",") if t.strip()]
+        if not given or any(t not in TAGS for t in given) or len(set(given)) < len(given):
             raise ValueError(f"--tags must be a comma-separated subset of {','.join(TAGS)}; got {self.tags!r}")
+        self.tags = ",".join(given)  # one spelling per tag list: the cache key and the summary use it
 
     @property
     def tag_list(self) -> tuple[str, ...]:
         """``tags`` as a tuple, in the order given (the prompt samplers take tags in turn)."""
-        return tuple(t.strip() for t in self.tags.split(",") if t.strip())
+        return tuple(self.tags.split(","))
 
 
 DEFAULT_REWARD = DemoSettings.reward

@@ -286,6 +286,8 @@ def test_t2i_tags_choose_the_held_out_prompts_and_the_gpt_but_not_the_tokenizer(
     assert set(pretraining_data(replace(narrow, pretrain_prompts=8)).tags) == {"single_object", "colors"}
     assert set(tokenizer_scenes(replace(narrow, pretrain_prompts=12)).tags) == set(TAGS)
     assert cache_folder(tmp_path, narrow, models) != cache_folder(tmp_path, wide, models)
+    spaced = DemoSettings(task="t2i", tags=" single_object , colors")  # one world, one cache
+    assert cache_folder(tmp_path, spaced, models) == cache_folder(tmp_path, narrow, models)
     c2i = [DemoSettings(task="c2i", tags=t) for t in (narrow.tags, wide.tags)]  # classes: tags play no part
     assert cache_folder(tmp_path, c2i[0], models) == cache_folder(tmp_path, c2i[1], models)
     vq_key = {cache_key(s, models, with_task=False) for s in (narrow, wide, *c2i)}
