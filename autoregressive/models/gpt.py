@@ -30,7 +30,9 @@ from autoregressive.models.gpt_layers import (
     StaticKVCache,
     TransformerBlock,
     apply_rotary_emb,
+    explicit_attention,
     precompute_freqs_cis_2d,
+    sequence_attention,
     single_query_attention,
 )
 
@@ -51,7 +53,9 @@ __all__ = [
     "build_gpt",
     "describe_state_dict",
     "load_gpt_weights",
+    "explicit_attention",
     "precompute_freqs_cis_2d",
+    "sequence_attention",
     "single_query_attention",
 ]
 
