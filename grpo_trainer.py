@@ -33,7 +33,7 @@ from grpo.heldout_eval import HeldOutEvaluation, heldout_prompts
 from grpo.interruption import INTERRUPTED_EXIT_CODE, TrainingInterrupted, any_process
 from grpo.loss import grpo_loss
 from grpo.metrics import MicroBatchStats, Stopwatch, mean_over_processes, rollout_metrics, step_metrics
-from grpo.model_setup import add_lora, build_reference, merged_state_dict
+from grpo.model_setup import add_lora, build_reference, fp32_modules, merged_state_dict
 from grpo.optimizer import build_scheduler
 from grpo.prompt_sources import PromptSource, TrainingPrompt
 from grpo.rollout import Rollout
@@ -94,7 +94,9 @@ class GRPOTrainer:
         self.adapters = add_lora(policy, config) if config.use_peft else None  # policy stays a GPT, with adapters
         self.reference = build_reference(policy, self.adapters, config, self.device)
         self.ref_model = None if self.reference is None else self.reference.model  # the adapters are on outside
-        copy = None if self.inference_dtype is None else inference_copy(policy, self.inference_dtype).to(self.device)
+        copy = None
+        if self.inference_dtype is not None:
+            copy = inference_copy(policy, self.inference_dtype, fp32_modules(config)).to(self.device)
         if copy is not None and config.fsdp:
             sharding.free_storage(copy)  # under --fsdp it holds memory during rollouts only (grpo/sharding.py)
         self._sampling_copy: GPT | None = copy

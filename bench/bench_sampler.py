@@ -9,13 +9,15 @@ Variants, timed interleaved (one round runs each once) on the same weights and b
   of the full sequence length, every step attending to all slots through a causal-mask row with SDPA, CFG,
   softmax then ``torch.multinomial``;
 - ``eager_fp32`` / ``eager_bf16``: our ``generate`` (prefix cache) on fp32 weights / a bf16 inference copy;
-- ``compiled_fp32`` / ``compiled_bf16``: ``generate(compile_mode="default")`` (static cache, one graph).
+- ``compiled_fp32`` / ``compiled_bf16``: ``generate(compile_mode="default")`` (static cache, one graph);
+- ``compiled_bf16_head``: ``compiled_bf16`` with the logit head in bf16 too (``--bf16_logit_head``).
 
 Models: GPT-B (c2i, vocab 16384, 256-token grid; only the first ``--gpt-b-tokens`` tokens are sampled to keep
 the run short) and the demo's GPT-Small (t2i, 16 caption tokens, 8x8 tokens, vocab 512). Reported: medians,
 image tokens/s, speed vs ``llamagen``, compile seconds (first call minus the steady median), achieved GFLOP/s
 (the matmul and attention FLOPs a decode must do) against this machine's 1024^2 matmul rate in the same
-precision, and the bf16 log-prob error on the sampled tokens. JSON goes to stdout (and ``--json``).
+precision, and the bf16 log-prob error on the sampled tokens (with the fp32 head, and with the bf16 head). JSON
+goes to stdout (and ``--json``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from autoregressive.models.generate import (  # noqa: E402
 from autoregressive.models.gpt import GPT, apply_rotary_emb, build_gpt  # noqa: E402
 from autoregressive.models.precision import inference_copy  # noqa: E402
 
-VARIANTS = ["llamagen", "eager_fp32", "eager_bf16", "compiled_fp32", "compiled_bf16"]
+VARIANTS = ["llamagen", "eager_fp32", "eager_bf16", "compiled_fp32", "compiled_bf16", "compiled_bf16_head"]
 
 
 def _llamagen_step(model: GPT, x: torch.Tensor, input_pos: torch.Tensor, caches, key_ok) -> torch.Tensor:
@@ -166,12 +168,13 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
     cfg = SamplingConfig(cfg_scale=2.0)
     low_dtype = torch.bfloat16
     low = inference_copy(model, low_dtype)
+    low_head = inference_copy(model, low_dtype, keep_fp32=())
 
     def run(variant: str, seed: int):
         gen = torch.Generator().manual_seed(seed)
         if variant == "llamagen":
             return llamagen_generate(model, cond, mask, n_tokens, cfg.cfg_scale, gen)
-        weights = low if variant.endswith("bf16") else model
+        weights = {"bf16": low, "head": low_head}.get(variant.rsplit("_", 1)[1], model)
         mode = "default" if variant.startswith("compiled") else None
         return generate(weights, cond, n_tokens, cfg, mask, gen, compile_mode=mode)
 
@@ -191,7 +194,7 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
     rows = {}
     for v in VARIANTS:
         t = statistics.median(samples[v])
-        ceiling = rates["bf16" if v.endswith("bf16") else "fp32"]
+        ceiling = rates["bf16" if "bf16" in v else "fp32"]
         rows[v] = {
             "seconds": t,
             "tokens_per_s": args.batch * n_tokens / t,
@@ -212,6 +215,7 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
         "gflop_per_rollout": flops / 1e9,
         "variants": rows,
         "bf16_error": bf16_error(model, low, cond, mask, cfg, n_tokens),
+        "bf16_head_error": bf16_error(model, low_head, cond, mask, cfg, n_tokens),
     }
 
 

@@ -98,6 +98,12 @@ class GRPOConfig:
         "bf16 weight copies (and KV cache) for sampling, the frozen log-prob passes and VQ decoding, fp32 logits; "
         "bf16 autocast for the update (trained weights and optimizer stay fp32)",
     )
+    bf16_logit_head: bool = _opt(
+        False,
+        "run the logit head of the bf16 copies (sampling, frozen log-prob passes) in bf16 too, as LlamaGen's bf16 "
+        "inference does: logits are rounded to bf16 before the fp32 softmax; faster decoding, more rounding "
+        "(docs/performance.md). Needs --bf16 or --torch_dtype bfloat16",
+    )
     compile: bool = _opt(
         False,
         "torch.compile the static-shape decode step and the teacher-forced log-prob passes (update, reference, old "
@@ -181,6 +187,8 @@ class GRPOConfig:
             )
         if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
             raise ValueError("use_peft needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
+        if self.bf16_logit_head and not (self.bf16 or self.torch_dtype == "bfloat16"):
+            raise ValueError("--bf16_logit_head needs --bf16 or --torch_dtype bfloat16: without them no copy is bf16")
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare samples within a group")
 

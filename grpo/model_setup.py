@@ -86,7 +86,8 @@ def build_reference(
     policy: GPT, adapters: PeftModel | None, config: GRPOConfig, device: torch.device
 ) -> Reference | None:
     """None without a KL penalty; the LoRA policy itself; else a frozen copy in :func:`frozen_dtype` (its logit
-    head stays fp32, as in every inference copy, so log-probs are not rounded to bf16)."""
+    head stays fp32, as in every inference copy, so log-probs are not rounded to bf16, unless
+    ``--bf16_logit_head``)."""
     if config.beta <= 0:
         return None
     if adapters is not None:
@@ -94,7 +95,12 @@ def build_reference(
     dtype = frozen_dtype(config)
     if dtype == torch.float32:
         return Reference(copy.deepcopy(policy).eval().requires_grad_(False).to(device))
-    return Reference(inference_copy(policy, dtype).to(device))
+    return Reference(inference_copy(policy, dtype, fp32_modules(config)).to(device))
+
+
+def fp32_modules(config: GRPOConfig) -> tuple[str, ...]:
+    """Submodules a bf16 inference copy keeps in fp32: the logit head, unless ``--bf16_logit_head``."""
+    return () if config.bf16_logit_head else ("output",)
 
 
 def merged_state_dict(adapters: PeftModel) -> dict[str, torch.Tensor]:

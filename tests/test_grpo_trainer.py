@@ -11,10 +11,11 @@ import torch
 from autoregressive.models.generate import SamplingConfig, generate, sequence_logprobs
 from autoregressive.models.gpt import load_gpt_weights
 from grpo.checkpointing import list_checkpoints
+from grpo.config import GRPOConfig
 from grpo.loss import grpo_loss
 from grpo_trainer import INTERRUPTED_EXIT_CODE, TrainingInterrupted
 from tests.grpo_fixtures import brightness_reward, flat_params, make_trainer
-from tests.helpers import MAX_ABS_DLOGP, tiny_gpt
+from tests.helpers import MAX_ABS_DLOGP, MEAN_ABS_DLOGP, tiny_gpt
 
 
 def _metrics(path):
@@ -298,6 +299,7 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     assert trainer.ref_model.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
     rollout = trainer.make_rollout()
     assert trainer._sampling_copy.layers[0].feed_forward.w1.weight.dtype == torch.bfloat16
+    assert trainer._sampling_copy.output.weight.dtype == trainer.ref_model.output.weight.dtype == torch.float32
     assert rollout.images.dtype == torch.float32 and rollout.old_logp.dtype == torch.float32
     with torch.no_grad():
         fp32 = sequence_logprobs(trainer.policy, rollout.cond, rollout.tokens, trainer.policy_dist)
@@ -310,6 +312,24 @@ def test_bf16_samples_and_scores_with_bf16_copies_and_trains_fp32_weights(tmp_pa
     with trainer.rollout_weights() as sampler:
         refreshed = sampler.layers[0].feed_forward.w1.weight
         assert torch.equal(refreshed, trainer.policy.layers[0].feed_forward.w1.weight.to(torch.bfloat16))
+
+
+def test_bf16_logit_head_rounds_the_copies_logits_within_tolerance(tmp_path, fresh_accelerate_state):
+    trainer = make_trainer(tmp_path, bf16=True, bf16_logit_head=True, num_iterations=2, beta=0.1, top_k=0)
+    assert trainer._sampling_copy.output.weight.dtype == trainer.ref_model.output.weight.dtype == torch.bfloat16
+    rollout = trainer.make_rollout()
+    with torch.no_grad():
+        fp32 = sequence_logprobs(trainer.policy, rollout.cond, rollout.tokens, trainer.policy_dist)
+    for low in (rollout.old_logp, rollout.ref_logp):
+        assert low.dtype == torch.float32
+        delta = (low - fp32).abs()
+        assert 0 < delta.max() <= MAX_ABS_DLOGP and delta.mean() <= MEAN_ABS_DLOGP
+
+
+def test_bf16_logit_head_without_a_bf16_copy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--bf16_logit_head needs --bf16"):
+        GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True)
+    GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True, torch_dtype="bfloat16")  # the reference is bf16
 
 
 def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):
