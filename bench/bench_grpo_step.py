@@ -12,7 +12,8 @@ Variants, stepped interleaved (one round steps each trainer once) in one process
 - ``main``: what today's main computes with default flags: ``default`` with the fused SDPA kernel for the single
   decode query too (swapped in for this variant's steps only);
 - ``default``: default flags (fp32, eager) on this code;
-- ``bf16``: ``--bf16``; ``compile``: ``--compile``; ``bf16_compile``: both.
+- ``bf16``: ``--bf16``; ``compile``: ``--compile``; ``bf16_compile``: both; ``bf16_compile_head``: both and
+  ``--bf16_logit_head``.
 Reported per variant: medians over the steps after the first (which also pays any compile, reported apart) of
 sampling, VQ decoding, rewards, log-prob passes, update, and the total, plus the speed-up over ``main``.
 """
@@ -52,6 +53,7 @@ VARIANTS = {
     "compile": {"compile": True},
     "bf16": {"bf16": True},
     "bf16_compile": {"bf16": True, "compile": True},
+    "bf16_compile_head": {"bf16": True, "compile": True, "bf16_logit_head": True},
 }
 
 

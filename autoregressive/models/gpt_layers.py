@@ -162,26 +162,10 @@ def single_query_attention(
     For a single query the fused CPU kernel's per-call setup rivals the work itself; this is the same computation
     (tested against the teacher-forced pass) without it, and plain ops that torch.compile fuses. ``mask`` is boolean.
     """
-    return explicit_attention(q, k, v, mask)
-
-
-def explicit_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    mask: torch.Tensor | None,
-    is_causal: bool = False,
-    dropout_p: float = 0.0,
-) -> torch.Tensor:
-    """``F.scaled_dot_product_attention`` written out (boolean ``mask``; softmax in fp32), which torch.compile
-    fuses with its neighbours. Unlike the fused kernels it keeps the (L, S) probabilities for backward."""
     scores = (q @ k.transpose(-2, -1)).float() * q.shape[-1] ** -0.5
-    if is_causal:  # top-left aligned, as SDPA's is_causal
-        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    probs = F.dropout(scores.softmax(-1), dropout_p) if dropout_p > 0 else scores.softmax(-1)
-    return probs.to(v.dtype) @ v
+    return scores.softmax(-1).to(v.dtype) @ v
 
 
 def sequence_attention(
@@ -192,13 +176,17 @@ def sequence_attention(
     is_causal: bool,
     dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Attention over a sequence (prefill, teacher-forced passes): PyTorch's fused kernel, except for bf16/fp16
-    on CPU, which runs :func:`explicit_attention` in fp32. The CPU's fused kernel is slower in bf16 than this is
-    in fp32 (forward and backward, docs/performance.md), and fp32 scores are the more exact of the two."""
+    """Attention over a sequence (prefill, teacher-forced passes) with PyTorch's fused kernel, in fp32 on CPU.
+
+    The CPU's fused kernel is slower in bf16 than in fp32, most of all in the backward (docs/performance.md), so
+    bf16/fp16 inputs on CPU are cast up for it and the result cast back; fp32 scores are also the more exact.
+    """
     if q.device.type != "cpu" or q.dtype == torch.float32:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p)
     with torch.autocast("cpu", enabled=False):
-        y = explicit_attention(q.float(), k.float(), v.float(), mask, is_causal, dropout_p)
+        y = F.scaled_dot_product_attention(
+            q.float(), k.float(), v.float(), attn_mask=mask, is_causal=is_causal, dropout_p=dropout_p
+        )
     return y.to(q.dtype)
 
 
