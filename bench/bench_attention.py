@@ -13,7 +13,6 @@ forward only: ``fused_bf16`` (SDPA on the bf16 inputs, what the model did before
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autoregressive.models.gpt_layers import sequence_attention  # noqa: E402
+from bench.report import emit_json  # noqa: E402
 
 SHAPES = {  # name: (rows, heads, length, head_dim, caption positions with a padding mask, or 0 for causal only)
     "tiny step, 8 samples": (16, 4, 65, 64, 0),
@@ -111,10 +111,7 @@ def main() -> None:
         "repeats": args.repeats,
         "shapes": {name: bench_shape(shape, args.repeats) for name, shape in SHAPES.items()},
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

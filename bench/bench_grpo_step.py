@@ -21,7 +21,6 @@ sampling, VQ decoding, rewards, log-prob passes, update, and the total, plus the
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from accelerate.state import AcceleratorState  # noqa: E402
 
 from autoregressive.models import gpt_layers  # noqa: E402
 from autoregressive.models.gpt import GPT, ModelArgs  # noqa: E402
+from bench.report import emit_json  # noqa: E402
 from demo.pretrain import DemoModels  # noqa: E402
 from grpo.config import GRPOConfig  # noqa: E402
 from grpo.prompt_sources import ClassPrompts  # noqa: E402
@@ -192,10 +192,7 @@ def main() -> None:
                         "first_step_extra_seconds": first[(name, setup)]["total"] - med["total"],
                     }
                 )
-    text = json.dumps({"threads": args.threads, "steps": args.steps, "results": results}, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json({"threads": args.threads, "steps": args.steps, "results": results}, args.json)
 
 
 if __name__ == "__main__":

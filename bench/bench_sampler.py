@@ -23,7 +23,6 @@ sampled tokens (with the fp32 head, and with the bf16 head). JSON goes to stdout
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -45,6 +44,7 @@ from autoregressive.models.generate import (  # noqa: E402
 )
 from autoregressive.models.gpt import GPT, apply_rotary_emb, build_gpt  # noqa: E402
 from autoregressive.models.precision import inference_copy  # noqa: E402
+from bench.report import emit_json  # noqa: E402
 
 VARIANTS = ["llamagen", "eager_fp32", "eager_bf16", "compiled_fp32", "compiled_bf16", "compiled_bf16_head"]
 
@@ -286,10 +286,7 @@ def main() -> None:
         "matmul_gflops_1024": rates,
         "models": [bench_model(name, args, rates) for name in args.models.split(",")],
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from bench.dry_run_models import (  # noqa: E402
 )
 from bench.memory_measure import reset_peak_rss, rss_bytes  # noqa: E402
 from bench.memory_plan import GB, TASKS, GPTShape, Layout, parts_gb, plan  # noqa: E402
+from bench.report import emit_json  # noqa: E402
 
 C2I_REWARDS = ["clip_distance", "clip_quantize", "hpsv2", "hpsv2_quantize", "maniqa", "qwenvl_3b", "qwenvl_fake",
                "qwenvl_weird"]  # scripts/recipes/c2i_paper.yaml
@@ -259,11 +260,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     with contextlib.redirect_stdout(sys.stderr):  # the trainer's messages: stdout is the JSON alone
         result = run(args)
-    text = json.dumps(result, indent=1)
-    print(text)
+    emit_json(result, args.json)
     print(summary(result), file=sys.stderr)
-    if args.json:
-        args.json.write_text(text + "\n")
     return result
 
 
