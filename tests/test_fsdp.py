@@ -67,15 +67,20 @@ def _metrics(path: Path) -> list[dict]:
 def test_fsdp_matches_ddp_and_writes_a_strict_final_model(tmp_path, bf16):
     """Same global batch, gradient accumulation over two micro-batches, clipping acting: the sharded run ends two steps
     with the DDP run's parameters. Both sum the same per-process gradients (DDP all-reduces, FSDP reduce-scatters),
-    so only fp32 round-off may differ: tolerance 0.1% of one Adam step, while training moves weights by ~lr."""
+    so only fp32 round-off may differ: tolerance 0.1% of one Adam step, while training moves weights by ~lr. Under
+    bf16 autocast that round-off (one fp32 ulp of some weights after the first step) flips bf16 roundings in the
+    second step's forward, which Adam turns into step-sized differences of a few weights: measured up to 2.6% of one
+    Adam step, tolerance 5%. A shard whose gradient is lost differs by whole steps; a scaled one shows in the
+    gradient norm (checked below)."""
     ddp = _run(tmp_path, "ddp", fsdp=False, bf16=bf16)
     fsdp = _run(tmp_path, "fsdp", fsdp=True, bf16=bf16)
     start = tiny_gpt("c2i", seed=1, block_size=(IMAGE_SIZE // DOWNSAMPLE) ** 2, vocab_size=VOCAB, sharp=False)
     assert set(fsdp) == set(ddp) == set(start.state_dict())
     moved = max((ddp[k] - v).abs().max().item() for k, v in start.state_dict().items())
     assert moved > LR
+    tolerance = (5e-2 if bf16 else 1e-3) * LR
     for key in ddp:
-        torch.testing.assert_close(fsdp[key], ddp[key], atol=1e-3 * LR, rtol=0, msg=key)
+        torch.testing.assert_close(fsdp[key], ddp[key], atol=tolerance, rtol=0, msg=key)
     rows_ddp, rows_fsdp = _metrics(tmp_path / "ddp"), _metrics(tmp_path / "fsdp")
     assert [r["step"] for r in rows_fsdp] == [1, 2] == [r["step"] for r in rows_ddp]
     for a, b in zip(rows_ddp, rows_fsdp):
