@@ -174,7 +174,7 @@ def bench_model(name: str, args, rates: dict[str, float]) -> dict:
         gen = torch.Generator().manual_seed(seed)
         if variant == "llamagen":
             return llamagen_generate(model, cond, mask, n_tokens, cfg.cfg_scale, gen)
-        weights = {"bf16": low, "head": low_head}.get(variant.rsplit("_", 1)[1], model)
+        weights = {"eager_bf16": low, "compiled_bf16": low, "compiled_bf16_head": low_head}.get(variant, model)
         mode = "default" if variant.startswith("compiled") else None
         return generate(weights, cond, n_tokens, cfg, mask, gen, compile_mode=mode)
 

@@ -102,7 +102,7 @@ class GRPOConfig:
         False,
         "run the logit head of the bf16 copies (sampling, frozen log-prob passes) in bf16 too, as LlamaGen's bf16 "
         "inference does: logits are rounded to bf16 before the fp32 softmax; faster decoding, more rounding "
-        "(docs/performance.md). Needs --bf16 or --torch_dtype bfloat16",
+        "(docs/performance.md). Needs a bf16 copy: --bf16, or --torch_dtype bfloat16 with a KL reference",
     )
     compile: bool = _opt(
         False,
@@ -187,8 +187,12 @@ class GRPOConfig:
             )
         if self.use_peft and (self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1):
             raise ValueError("use_peft needs lora_r >= 1, lora_alpha > 0 and 0 <= lora_dropout < 1")
-        if self.bf16_logit_head and not (self.bf16 or self.torch_dtype == "bfloat16"):
-            raise ValueError("--bf16_logit_head needs --bf16 or --torch_dtype bfloat16: without them no copy is bf16")
+        bf16_reference = self.torch_dtype == "bfloat16" and self.beta > 0 and not self.use_peft
+        if self.bf16_logit_head and not (self.bf16 or bf16_reference):
+            raise ValueError(
+                "--bf16_logit_head needs a bf16 copy of the policy: --bf16, or --torch_dtype bfloat16 with a KL "
+                "reference (--beta > 0, without --use_peft, whose reference is the policy itself)"
+            )
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: advantages compare samples within a group")
 

@@ -327,9 +327,11 @@ def test_bf16_logit_head_rounds_the_copies_logits_within_tolerance(tmp_path, fre
 
 
 def test_bf16_logit_head_without_a_bf16_copy_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="--bf16_logit_head needs --bf16"):
+    with pytest.raises(ValueError, match="--bf16_logit_head needs a bf16 copy"):
         GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True)
-    GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True, torch_dtype="bfloat16")  # the reference is bf16
+    with pytest.raises(ValueError, match="--bf16_logit_head needs a bf16 copy"):  # no reference without a KL term
+        GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True, torch_dtype="bfloat16", beta=0.0)
+    GRPOConfig(output_dir=str(tmp_path), bf16_logit_head=True, torch_dtype="bfloat16", beta=0.1)  # a bf16 reference
 
 
 def test_frozen_logprob_passes_take_the_whole_rollout_unless_memory_requires_chunks(tmp_path):
